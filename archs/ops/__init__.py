@@ -1,0 +1,1 @@
+"""Portable ops (upfirdn2d, fused leaky ReLU, deformable conv fallbacks) in plain PyTorch."""

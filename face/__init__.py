@@ -1,0 +1,1 @@
+"""Face geometry: detection adapters, alignment, selection, masks, paste-back, colour transfer."""

@@ -1,0 +1,14 @@
+"""Checkpoint file -> ready model: safe reading, unwrapping, fingerprint detection, downloads.
+
+Public API (stable): :func:`load_model`, :class:`RestorationModel`, :class:`UnsupportedModelError`.
+"""
+
+from .errors import UnsupportedModelError
+from .model import RestorationModel, build_from_state_dict, default_registry, load_model
+from .reading import SUPPORTED_EXTENSIONS, read_checkpoint, unwrap_state_dict
+from .registry import ArchSpec, Registry
+
+__all__ = [
+    "SUPPORTED_EXTENSIONS", "ArchSpec", "Registry", "RestorationModel", "UnsupportedModelError",
+    "build_from_state_dict", "default_registry", "load_model", "read_checkpoint", "unwrap_state_dict",
+]

@@ -1,0 +1,7 @@
+"""Registry entries for the gfpgan family (filled in by its issue)."""
+
+from __future__ import annotations
+
+from ..registry import ArchSpec
+
+SPECS: list[ArchSpec] = []

@@ -1,0 +1,7 @@
+"""Nodes of the 'refine' stage (filled in by its issue)."""
+
+from __future__ import annotations
+
+from .spec import NodeDef
+
+NODES: list[type[NodeDef]] = []

@@ -1,0 +1,99 @@
+"""Declarative node descriptions, free of ComfyUI imports.
+
+Each FaceMend node is a subclass of :class:`NodeDef` with a schema built from :class:`In` and
+:class:`Out` entries and a plain ``execute`` classmethod. ``runtime/comfy_nodes.py`` turns them into
+ComfyUI V3 ``io.ComfyNode`` classes inside ComfyUI; tests and the CLI call ``execute`` directly and
+inspect the schema without ComfyUI installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+#: Socket types FaceMend defines (prefixed ``FACEMEND_``) next to ComfyUI's core types.
+CUSTOM_TYPES = ("FACEMEND_MODEL", "FACEMEND_DETECTOR", "FACEMEND_FACES")
+CORE_TYPES = ("IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+
+
+@dataclass(frozen=True)
+class In:
+    """One node input.
+
+    Attributes:
+        id: input name (stable: saved workflows store widget values by position and links by name).
+        type: a core type (``IMAGE``, ``MASK``, ``INT``, ``FLOAT``, ``STRING``, ``BOOLEAN``, ``COMBO``)
+            or one of :data:`CUSTOM_TYPES`.
+        tooltip: shown on hover; required, every input explains itself.
+        default, min, max, step: widget settings for numbers/strings/booleans/combos.
+        options: combo choices, or a zero-argument callable returning them (e.g. a model list).
+        optional: an optional socket/widget.
+        multiline: for STRING widgets.
+    """
+
+    id: str
+    type: str
+    tooltip: str
+    default: Any = None
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    options: Sequence[str] | Callable[[], Sequence[str]] | None = None
+    optional: bool = False
+    multiline: bool = False
+    display_name: str | None = None
+
+    def choices(self) -> list[str]:
+        """Combo options, evaluated now (callables are re-read each time the schema is built)."""
+        if self.options is None:
+            return []
+        return list(self.options() if callable(self.options) else self.options)
+
+
+@dataclass(frozen=True)
+class Out:
+    """One node output: socket type, name shown on the node, and tooltip."""
+
+    type: str
+    name: str
+    tooltip: str
+
+
+@dataclass
+class NodeResult:
+    """What ``execute`` returns: output values in schema order, plus optional UI payload.
+
+    ``ui`` may hold ``{"text": [str, ...]}`` (shown on the node) and/or ``images``: a list of
+    IMAGE tensors ``(B, H, W, 3)`` in ``[0, 1]`` to show as node previews.
+    """
+
+    outputs: tuple[Any, ...]
+    ui: dict[str, Any] = field(default_factory=dict)
+
+
+class NodeDef:
+    """Base of every FaceMend node. Subclasses set the class attributes and ``execute``."""
+
+    NODE_ID: ClassVar[str]
+    DISPLAY_NAME: ClassVar[str]
+    CATEGORY: ClassVar[str]
+    DESCRIPTION: ClassVar[str]
+    INPUTS: ClassVar[Sequence[In]] = ()
+    OUTPUTS: ClassVar[Sequence[Out]] = ()
+    OUTPUT_NODE: ClassVar[bool] = False
+
+    @classmethod
+    def inputs(cls) -> Sequence[In]:
+        """Inputs in display order; override to compute them (e.g. model lists)."""
+        return cls.INPUTS
+
+    @classmethod
+    def execute(cls, **kwargs: Any) -> NodeResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def fingerprint(cls, **kwargs: Any) -> Any:
+        """Value that changes when the node must re-run although its inputs did not (e.g. a file
+        changed on disk). ``None`` means: rely on ComfyUI's input caching."""
+        return None

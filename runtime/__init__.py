@@ -1,0 +1,23 @@
+"""The bridge to ComfyUI: the only package that imports ``comfy``, ``folder_paths`` or ``comfy_api``.
+
+Each function works inside ComfyUI (using its device, model management, progress bar, interruption
+and model folders) and outside it (plain PyTorch, tqdm, a configurable models directory).
+"""
+
+from .batching import run_in_chunks
+from .comfy import in_comfyui
+from .device import intermediate_device, offload_device, torch_device
+from .folders import FOLDERS, download_dir, find_model, folder_paths_for, list_models, register_model_folders
+from .interrupt import Interrupted, check_interrupted, request_interrupt
+from .memory import chunk_size_for, free_memory_bytes, is_oom
+from .models import ManagedModel
+from .precision import PRECISIONS, compute_precision, cpu_supports_bf16, resolve_dtype, run_with_fallback
+from .progress import Progress
+
+__all__ = [
+    "FOLDERS", "PRECISIONS", "Interrupted", "ManagedModel", "Progress", "check_interrupted", "chunk_size_for",
+    "compute_precision", "cpu_supports_bf16", "download_dir", "find_model", "folder_paths_for",
+    "free_memory_bytes", "in_comfyui", "intermediate_device", "is_oom", "list_models", "offload_device",
+    "register_model_folders", "request_interrupt", "resolve_dtype", "run_in_chunks", "run_with_fallback",
+    "torch_device",
+]

@@ -1,0 +1,81 @@
+"""Running a model over a batch in chunks: memory-sized, OOM back-off, progress, interruption.
+
+This is the one place where chunking policy lives; restore, modulate and refine nodes all call
+:func:`run_in_chunks`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+
+from .device import intermediate_device
+from .interrupt import check_interrupted
+from .memory import chunk_size_for, empty_cache, is_oom
+from .precision import run_with_fallback
+from .progress import Progress
+
+log = logging.getLogger("facemend")
+
+
+def run_in_chunks(
+    fn: Callable[[torch.Tensor, slice], torch.Tensor],
+    x: torch.Tensor,
+    *,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    per_item_bytes: float,
+    max_chunk: int = 16,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """Apply ``fn`` to ``x`` chunk by chunk and concatenate the results.
+
+    Args:
+        fn: ``fn(chunk, index)``: ``chunk`` is ``x[index]`` moved to ``device``, ``index`` the
+            slice of the batch it covers (for per-item controls); returns ``(n, C, H', W')``.
+        x: ``(B, C, H, W)`` input on any device; it is never modified.
+        device: compute device.
+        dtype: compute dtype (autocast); a chunk with NaN/Inf is recomputed in fp32.
+        per_item_bytes: estimated peak memory of one item, used to size chunks from free memory.
+        max_chunk: upper bound on chunk size.
+        progress: advanced by the number of items in each finished chunk.
+
+    Returns:
+        ``(B, C, H', W')`` float32 on ComfyUI's intermediate device (CPU outside ComfyUI).
+
+    Raises:
+        RuntimeError: out of memory even one item at a time (with advice), or interruption.
+    """
+    batch = x.shape[0]
+    out_device = intermediate_device()
+    if batch == 0:
+        return x.new_zeros((0, *x.shape[1:]), dtype=torch.float32, device=out_device)
+    n = chunk_size_for(per_item_bytes, device, max_chunk=max_chunk)
+    results: list[torch.Tensor] = []
+    i = 0
+    while i < batch:
+        check_interrupted()
+        index = slice(i, min(i + n, batch))
+        chunk = x[index].to(device=device, dtype=torch.float32)
+        try:
+            y = run_with_fallback(lambda: fn(chunk, index), device, dtype)
+        except Exception as e:  # noqa: BLE001 - only OOM is handled, everything else re-raised
+            if not is_oom(e):
+                raise
+            del chunk
+            empty_cache()
+            if n == 1:
+                raise RuntimeError(
+                    "FaceMend: out of memory even for one image. Free memory (close other models), use a "
+                    "smaller crop/tile size, or run with --lowvram / on the CPU."
+                ) from e
+            n = max(1, n // 2)
+            log.warning("FaceMend: out of memory; retrying with chunks of %d", n)
+            continue
+        results.append(y.to(out_device))
+        if progress is not None:
+            progress.update(index.stop - index.start)
+        i = index.stop
+    return torch.cat(results, dim=0)

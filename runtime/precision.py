@@ -1,0 +1,88 @@
+"""The dtype policy (fp32 / fp16 / bf16 / auto) and the reduced-precision safety net."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+import torch
+
+from .comfy import comfy_module
+
+log = logging.getLogger("facemend")
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_NAMED = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 matrix instructions (AVX-512 BF16 / AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_dtype(policy: str, device: torch.device, *, fp16_safe: bool = True) -> torch.dtype:
+    """Turn a user's precision choice into a compute dtype for ``device``.
+
+    Args:
+        policy: ``"auto"``, ``"fp32"``, ``"fp16"`` or ``"bf16"``.
+        device: where the model runs.
+        fp16_safe: False for networks known to overflow in fp16; ``auto`` then prefers bf16/fp32.
+
+    Returns:
+        ``torch.float32``, ``torch.float16`` or ``torch.bfloat16``. Explicit choices the device
+        cannot do (fp16 on CPU, bf16 on a CPU without it) fall back to fp32 with a log note.
+    """
+    if policy not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {policy!r}")
+    if device.type == "cpu":
+        if policy == "bf16" or policy == "auto":
+            if cpu_supports_bf16():
+                return torch.bfloat16
+            if policy == "bf16":
+                log.info("FaceMend: this CPU has no native bf16; running in fp32")
+        elif policy == "fp16":
+            log.info("FaceMend: fp16 is not useful on the CPU; running in fp32")
+        return torch.float32
+    if policy != "auto":
+        return _NAMED[policy]
+    mm = comfy_module("comfy.model_management")
+    if mm is not None:
+        if mm.should_use_bf16(device):
+            return torch.bfloat16
+        if fp16_safe and mm.should_use_fp16(device):
+            return torch.float16
+        return torch.float32
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float16 if fp16_safe else torch.float32
+    return torch.float32
+
+
+@contextlib.contextmanager
+def compute_precision(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    """Autocast to ``dtype`` on ``device`` (a no-op for fp32). Weights stay fp32."""
+    if dtype == torch.float32:
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=dtype):
+        yield
+
+
+def run_with_fallback(fn: Callable[[], torch.Tensor], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Run ``fn`` in ``dtype``; if the result holds NaN/Inf, log it and run again in fp32.
+
+    Returns:
+        ``fn()``'s result as float32.
+    """
+    with torch.inference_mode(), compute_precision(device, dtype):
+        out = fn()
+    if dtype != torch.float32 and not torch.isfinite(out).all():
+        log.warning("FaceMend: %s result had NaN/Inf; recomputing this chunk in fp32", str(dtype).replace("torch.", ""))
+        with torch.inference_mode():
+            out = fn()
+    return out.float()

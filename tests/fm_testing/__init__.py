@@ -1,0 +1,1 @@
+"""Shared test utilities (importable from any test as ``fm_testing``)."""
