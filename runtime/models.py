@@ -28,10 +28,19 @@ class ManagedModel:
     Attributes:
         model: the wrapped object (e.g. a ``RestorationModel`` or a face detector wrapper).
         patcher: ComfyUI's ``ModelPatcher`` inside ComfyUI, else ``None``.
+        precision: the user's dtype policy for this model (``auto``/``fp32``/``fp16``/``bf16``),
+            resolved per run by :func:`~facemend.runtime.precision.resolve_dtype`.
     """
 
-    def __init__(self, model: Any, module: nn.Module | None = None, device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        module: nn.Module | None = None,
+        device: torch.device | None = None,
+        precision: str = "auto",
+    ) -> None:
         self.model = model
+        self.precision = precision
         self.module: nn.Module = module if module is not None else model.module
         self._device = device
         self.patcher: Any = None
