@@ -12,7 +12,6 @@ import json
 import os
 import pickle
 import struct
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,11 +37,14 @@ _SAFETENSORS_ITEMSIZE = {
 }
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> StateDict:
+def read_checkpoint(path: str | os.PathLike[str], fmt: str | None = None, verify: bool = True) -> StateDict:
     """Read a checkpoint file and return its unwrapped, prefix-stripped state dict.
 
     Args:
         path: a ``.safetensors``, ``.pth``, ``.pt``, ``.ckpt`` or ``.bin`` file.
+        fmt: the extension to read it as (e.g. for a download's ``.part`` file); default: its own.
+        verify: when a ``<file>.sha256`` record exists (written by FaceMend's downloader), check
+            the file still has that digest.
 
     Returns:
         Flat ``{key: tensor}`` on the CPU, dtypes as stored.
@@ -59,15 +61,52 @@ def read_checkpoint(path: str | os.PathLike[str]) -> StateDict:
     size = p.stat().st_size
     if size == 0:
         raise UnsupportedModelError(f"{p}: the file is empty (0 bytes). Download it again.")
-    if p.suffix.lower() not in SUPPORTED_EXTENSIONS:
+    suffix = (fmt or p.suffix).lower()
+    if suffix not in SUPPORTED_EXTENSIONS:
         raise UnsupportedModelError(
-            f"{p}: unsupported file type {p.suffix!r}; expected one of {', '.join(SUPPORTED_EXTENSIONS)}."
+            f"{p}: unsupported file type {suffix!r}; expected one of {', '.join(SUPPORTED_EXTENSIONS)}."
         )
-    if p.suffix.lower() == ".safetensors":
+    if verify:
+        verify_recorded_digest(p)
+    if suffix == ".safetensors":
         raw: object = _read_safetensors(p, size)
     else:
         raw = _read_pickle(p)
     return unwrap_state_dict(raw, source=str(p))
+
+
+def digest_path(path: Path) -> Path:
+    """Where the downloader records a file's SHA-256: ``<file>.sha256`` beside it."""
+    return path.with_name(path.name + ".sha256")
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_recorded_digest(path: Path) -> None:
+    """Check ``path`` against its ``.sha256`` record, if FaceMend downloaded it.
+
+    Raises:
+        UnsupportedModelError: the file changed since it was downloaded (corrupt or replaced).
+    """
+    record = digest_path(path)
+    if not record.is_file():
+        return
+    expected = record.read_text().split()[0].strip().lower() if record.read_text().strip() else ""
+    actual = sha256_of(path)
+    if expected and actual != expected:
+        raise UnsupportedModelError(
+            f"{path}: SHA-256 {actual[:16]}... differs from the {expected[:16]}... recorded when it was downloaded; "
+            f"the file is corrupt or was replaced. Delete it and {record.name} to download it again."
+        )
 
 
 def _read_safetensors(p: Path, size: int) -> StateDict:
@@ -125,7 +164,7 @@ def _read_pickle(p: Path) -> object:
                 "or use the official release."
             ) from None
         raise UnsupportedModelError(f"{p}: not a readable PyTorch checkpoint ({msg.splitlines()[0][:300]}).") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, struct.error) as e:
+    except Exception as e:  # noqa: BLE001 - torch raises many types (RuntimeError, EOFError, IndexError, BadZipFile...) for damaged files
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         raise UnsupportedModelError(
             f"{p}: the file is truncated or corrupt and could not be read ({first}). Download it again."

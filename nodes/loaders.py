@@ -1,7 +1,100 @@
-"""Loader nodes (filled in by the foundation and face-pipeline issues)."""
+"""Loader nodes: restoration models (and, from the face pipeline, detectors)."""
 
 from __future__ import annotations
 
-from .spec import NodeDef
+import logging
+from pathlib import Path
+from typing import Any
 
-NODES: list[type[NodeDef]] = []
+from ..model_loaders import find_known, known_models, load_model
+from ..model_loaders.download import ensure_known_model
+from ..runtime import PRECISIONS, ManagedModel, find_model, list_models
+from .spec import In, NodeDef, NodeResult, Out
+
+log = logging.getLogger("facemend")
+
+#: Models in the ``refusion`` folder are listed with this prefix in the loader's menu.
+REFUSION_PREFIX = "refusion/"
+
+
+def model_choices() -> list[str]:
+    """Menu entries: files in ``facerestore_models``, ``refusion/<file>`` for the ``refusion``
+    folder, then official restorers that are not present yet (downloaded on first use)."""
+    present = list_models("facerestore_models")
+    refusion = [REFUSION_PREFIX + n for n in list_models("refusion")]
+    downloadable = [m.name for m in known_models("facerestore_models") if m.url and m.name not in present]
+    return present + refusion + downloadable
+
+
+def resolve_model_file(model_name: str) -> tuple[str, Path]:
+    """Menu entry -> (folder kind, file path), downloading official files that are missing.
+
+    Raises:
+        FileNotFoundError: not present and not downloadable, with what to do.
+    """
+    if model_name.startswith(REFUSION_PREFIX):
+        name = model_name[len(REFUSION_PREFIX):]
+        path = find_model("refusion", name)
+        if path is None:
+            raise FileNotFoundError(f"FaceMend: {name!r} is not in the refusion model folder (models/refusion). Put the file there.")
+        return "refusion", path
+    path = find_model("facerestore_models", model_name)
+    if path is not None:
+        return "facerestore_models", path
+    if find_known(model_name) is not None:
+        return "facerestore_models", ensure_known_model(model_name, "facerestore_models")
+    raise FileNotFoundError(
+        f"FaceMend: model file {model_name!r} was not found in models/facerestore_models (nor models/GFPGAN, "
+        "models/Codeformer). The workflow may come from another machine: put the file there or pick another model."
+    )
+
+
+class FaceMendModelLoader(NodeDef):
+    """Load a face restorer (GFPGAN, CodeFormer, RestoreFormer(++), VQFR) or a Refusion network."""
+
+    NODE_ID = "FaceMendModelLoader"
+    DISPLAY_NAME = "FaceMend Load Model"
+    CATEGORY = "FaceMend/loaders"
+    DESCRIPTION = (
+        "Loads a face-restoration checkpoint from models/facerestore_models (or models/refusion). The architecture "
+        "is detected from the file's tensors, not its name. Official files that are missing are downloaded on first use."
+    )
+    OUTPUTS = (Out("FACEMEND_MODEL", "model", "The loaded model, managed by ComfyUI's GPU memory manager."),)
+
+    @classmethod
+    def inputs(cls) -> list[In]:
+        return [
+            In("model_name", "COMBO", "Checkpoint file. Official files not on disk yet are downloaded when first used.", options=model_choices),
+            In(
+                "precision",
+                "COMBO",
+                "Compute precision. auto: bf16/fp16 where the device does it well (fp32 retry on NaN), else fp32.",
+                default="auto",
+                options=list(PRECISIONS),
+            ),
+        ]
+
+    @classmethod
+    def execute(cls, model_name: str, precision: str = "auto", **_: Any) -> NodeResult:
+        kind, path = resolve_model_file(model_name)
+        model = load_model(path)
+        log.info("FaceMend: loaded %s from %s", model.describe(), path)
+        managed = ManagedModel(model, precision=precision)
+        controls = ", ".join(model.spec.controls) or "none"
+        text = f"{model.describe()}\ncontrols: {controls}\nfolder: {kind}"
+        return NodeResult((managed,), ui={"text": [text]})
+
+    @classmethod
+    def fingerprint(cls, model_name: str, **_: Any) -> Any:
+        kind = "refusion" if model_name.startswith(REFUSION_PREFIX) else "facerestore_models"
+        try:
+            path = find_model(kind, model_name.removeprefix(REFUSION_PREFIX))
+        except ValueError:
+            return model_name
+        if path is None:
+            return model_name
+        st = path.stat()
+        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+NODES: list[type[NodeDef]] = [FaceMendModelLoader]

@@ -1,0 +1,76 @@
+"""Known official model files: where they come from, which folder they go to, their licence.
+
+Names are the official file names (users' saved workflows refer to them). ``url`` is ``None`` for
+files published only on Google Drive, which cannot be fetched without a browser: the ``page``
+says where to get them by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GFPGAN_LICENCE = "Apache-2.0 (TencentARC GFPGAN)"
+CODEFORMER_LICENCE = "S-Lab License 1.0 (non-commercial)"
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """One official checkpoint.
+
+    Attributes:
+        name: official file name.
+        kind: model folder kind (``facerestore_models``, ``facedetection``, ``refusion``).
+        arch: architecture id it loads as (or ``retinaface_*``/``parsing_*`` for facexlib nets).
+        licence: licence of the weights.
+        url: direct download URL, or ``None`` when only a manual download exists.
+        page: human page for manual downloads / details.
+        sha256: expected digest when known (verified after download), else ``None``.
+    """
+
+    name: str
+    kind: str
+    arch: str
+    licence: str
+    url: str | None
+    page: str = ""
+    sha256: str | None = None
+
+
+_GH_GFPGAN = "https://github.com/TencentARC/GFPGAN/releases/download"
+_GH_CF = "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0"
+_GH_VQFR = "https://github.com/TencentARC/VQFR/releases/download"
+_GH_FX = "https://github.com/xinntao/facexlib/releases/download"
+_RF_DRIVE = "https://drive.google.com/drive/folders/1-WPxGJu8CK6SjprJSD4Mvm2zQH9J7xCU"
+_REFUSION_DRIVE = "https://drive.google.com/drive/folders/1T5_UL4BgOIftEEkAzoa-SYX49P7COVa6"
+_IRSDE_DRIVE = "https://drive.google.com/drive/folders/14SvJXvp0HPKFHpGaaHy7h2I2fkRnIXAG"
+
+CATALOG: tuple[KnownModel, ...] = (
+    KnownModel("GFPGANv1.4.pth", "facerestore_models", "gfpgan_clean", GFPGAN_LICENCE, f"{_GH_GFPGAN}/v1.3.0/GFPGANv1.4.pth"),
+    KnownModel("GFPGANv1.3.pth", "facerestore_models", "gfpgan_clean", GFPGAN_LICENCE, f"{_GH_GFPGAN}/v1.3.0/GFPGANv1.3.pth"),
+    KnownModel("GFPGANCleanv1-NoCE-C2.pth", "facerestore_models", "gfpgan_clean", GFPGAN_LICENCE, f"{_GH_GFPGAN}/v0.2.0/GFPGANCleanv1-NoCE-C2.pth"),
+    KnownModel("GFPGANv1.pth", "facerestore_models", "gfpgan_v1", GFPGAN_LICENCE, f"{_GH_GFPGAN}/v0.1.0/GFPGANv1.pth"),
+    KnownModel("codeformer.pth", "facerestore_models", "codeformer", CODEFORMER_LICENCE, f"{_GH_CF}/codeformer.pth"),
+    KnownModel("codeformer_colorization.pth", "facerestore_models", "codeformer", CODEFORMER_LICENCE, f"{_GH_CF}/codeformer_colorization.pth"),
+    KnownModel("codeformer_inpainting.pth", "facerestore_models", "codeformer", CODEFORMER_LICENCE, f"{_GH_CF}/codeformer_inpainting.pth"),
+    KnownModel("RestoreFormer.pth", "facerestore_models", "restoreformer", GFPGAN_LICENCE, f"{_GH_GFPGAN}/v1.3.4/RestoreFormer.pth"),
+    KnownModel("RestoreFormer.ckpt", "facerestore_models", "restoreformer", "Apache-2.0 (RestoreFormer)", None, _RF_DRIVE),
+    KnownModel("RestoreFormer++.ckpt", "facerestore_models", "restoreformer_pp", "Apache-2.0 (RestoreFormer++)", None, _RF_DRIVE),
+    KnownModel("VQFR_v1-33a1fac5.pth", "facerestore_models", "vqfr_v1", "VQFR licence (TencentARC)", f"{_GH_VQFR}/v1.0.0/VQFR_v1-33a1fac5.pth"),
+    KnownModel("VQFR_v2.pth", "facerestore_models", "vqfr_v2", "VQFR licence (TencentARC)", f"{_GH_VQFR}/v2.0.0/VQFR_v2.pth"),
+    KnownModel("detection_Resnet50_Final.pth", "facedetection", "retinaface_resnet50", "MIT (facexlib / Pytorch_Retinaface)", f"{_GH_FX}/v0.1.0/detection_Resnet50_Final.pth"),
+    KnownModel("detection_mobilenet0.25_Final.pth", "facedetection", "retinaface_mobile0.25", "MIT (facexlib / Pytorch_Retinaface)", f"{_GH_FX}/v0.1.0/detection_mobilenet0.25_Final.pth"),
+    KnownModel("parsing_parsenet.pth", "facedetection", "parsing_parsenet", "MIT (facexlib)", f"{_GH_FX}/v0.2.2/parsing_parsenet.pth"),
+    KnownModel("parsing_bisenet.pth", "facedetection", "parsing_bisenet", "MIT (facexlib)", f"{_GH_FX}/v0.2.0/parsing_bisenet.pth"),
+    KnownModel("refusion (NAFNet / latent, per task)", "refusion", "refusion_nafnet", "MIT (image-restoration-sde)", None, _REFUSION_DRIVE),
+    KnownModel("IR-SDE (ConditionalUNet, per task)", "refusion", "irsde_unet", "MIT (image-restoration-sde)", None, _IRSDE_DRIVE),
+)
+
+
+def known_models(kind: str | None = None) -> list[KnownModel]:
+    """Catalog entries, optionally only those of one folder kind."""
+    return [m for m in CATALOG if kind is None or m.kind == kind]
+
+
+def find_known(name: str) -> KnownModel | None:
+    """The catalog entry whose file name is ``name`` (case-sensitive), if any."""
+    return next((m for m in CATALOG if m.name == name), None)
