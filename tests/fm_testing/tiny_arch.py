@@ -15,7 +15,9 @@ class TinyNet(nn.Module):
         super().__init__()
         self.tiny = nn.ModuleDict({"conv_in": nn.Conv2d(3, channels, 3, padding=1), "conv_out": nn.Conv2d(channels, 3, 3, padding=1)})
 
-    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, gain: float | torch.Tensor = 1.0) -> torch.Tensor:
+        if isinstance(gain, torch.Tensor):  # one value per item: (n,) -> (n, 1, 1, 1)
+            gain = gain.view(-1, 1, 1, 1)
         return x + gain * self.tiny["conv_out"](torch.relu(self.tiny["conv_in"](x)))
 
 
