@@ -67,7 +67,7 @@ def test_chunks_back_off_on_oom_and_keep_order() -> None:
     progress = Progress(7)
     y = run_in_chunks(fn, x, device=torch.device("cpu"), per_item_bytes=1, max_chunk=8, progress=progress)
     assert torch.equal(y, x * 2)
-    assert seen == [7, 4, 2, 2, 2, 1]  # 8 -> OOM, 4 -> OOM, then chunks of 2 (last one 1)
+    assert seen == [7, 4, 2, 2, 2, 1]  # all 7 -> OOM, 4 -> OOM, then chunks of 2 (the last has 1)
     assert progress.done == 7
 
 
