@@ -1,0 +1,52 @@
+"""The command line: help, model listing, inspect (real files written by the test)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from facemend.cli import main
+
+
+def test_help_lists_commands() -> None:
+    out = subprocess.run([sys.executable, "-m", "facemend", "--help"], capture_output=True, text=True, check=True).stdout
+    for cmd in ("models", "inspect", "download", "restore"):
+        assert cmd in out
+    out = subprocess.run([sys.executable, "-m", "facemend", "restore", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--model" in out and "--fidelity" in out
+
+
+def test_models_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FACEMEND_MODELS_DIR", str(tmp_path))
+    (tmp_path / "facerestore_models").mkdir()
+    torch.save({"w": torch.zeros(1)}, tmp_path / "facerestore_models" / "codeformer.pth")
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "present" in lines["codeformer.pth"] and str(tmp_path) in lines["codeformer.pth"]
+    assert "downloadable" in lines["GFPGANv1.4.pth"]
+    assert "manual download" in lines["RestoreFormer++.ckpt"]
+
+
+def test_inspect_reports_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "sd15.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"model.diffusion_model.out.2.weight": torch.zeros(4, 320, 3, 3)}, str(p))
+    assert main(["inspect", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert "sd15.safetensors" in err and "Stable Diffusion" in err
+    assert main(["inspect", str(tmp_path / "missing.pth")]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_download_unknown_name(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACEMEND_MODELS_DIR", str(tmp_path))
+    assert main(["download", "not-a-model.pth"]) == 1
+    assert "not a known download" in capsys.readouterr().err
+    assert main(["download", "RestoreFormer++.ckpt"]) == 1
+    assert "by hand" in capsys.readouterr().err
