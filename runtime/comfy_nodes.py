@@ -64,7 +64,9 @@ def _ui(cls: type[io.ComfyNode], payload: dict[str, Any]) -> Any:
         out["images"] = [entry for p in previews for entry in p.get("images", [])]
     for k, v in payload.items():
         if k not in ("text", "images"):
-            out[k] = v
+            # ComfyUI merges UI payloads key by key as lists (execution.get_output_from_returns
+            # iterates each value), so a bare string or dict would be split or break the merge.
+            out[k] = list(v) if isinstance(v, (list, tuple)) else [v]
     return out
 
 
