@@ -114,4 +114,9 @@ class FaceMendExtension(ComfyExtension):
         register_model_folders()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # ComfyUI 0.8 never calls on_load (nodes.load_custom_node only awaits get_node_list), so
+        # the folders are registered here too (idempotent), before any schema lists models.
+        from .folders import register_model_folders
+
+        register_model_folders()
         return [to_comfy_node(n) for n in self._nodes]
