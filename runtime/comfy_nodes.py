@@ -36,7 +36,9 @@ def _input(spec: In) -> Any:
     if t == "BOOLEAN":
         return io.Boolean.Input(spec.id, default=spec.default, **common)
     if t == "COMBO":
-        return io.Combo.Input(spec.id, options=spec.choices(), default=spec.default, **common)
+        # model_kind travels in the input's options (object_info) for the frontend extension.
+        extra = {"facemend_model_kind": spec.model_kind} if spec.model_kind else None
+        return io.Combo.Input(spec.id, options=spec.choices(), default=spec.default, extra_dict=extra, **common)
     return _custom(t).Input(spec.id, **common)
 
 
