@@ -330,3 +330,14 @@ def _wait_ready(proc: subprocess.Popen[bytes], live: LiveComfy) -> None:
 def comfy(live_comfy: LiveComfy) -> ComfyClient:
     """The live server's HTTP client."""
     return live_comfy.client
+
+
+@pytest.fixture(scope="session")
+def probe_model(live_comfy: LiveComfy) -> str:
+    """A file in facerestore_models that is a valid safetensors file but no face-restoration model."""
+    import torch
+    from safetensors.torch import save_file
+
+    name = "probe_not_a_face_model.safetensors"
+    save_file({"foo.weight": torch.zeros(2, 2)}, str(live_comfy.models["facerestore_models"] / name))
+    return name
