@@ -30,6 +30,10 @@ class In:
         options: combo choices, or a zero-argument callable returning them (e.g. a model list).
         optional: an optional socket/widget.
         multiline: for STRING widgets.
+        display_name: label shown instead of ``id``.
+        model_kind: for COMBO inputs that list model files, their folder kind
+            (``facerestore_models``/``facedetection``/``refusion``). The frontend extension then
+            shows what the chosen file is (architecture, licence) as soon as it is picked.
     """
 
     id: str
@@ -43,6 +47,7 @@ class In:
     optional: bool = False
     multiline: bool = False
     display_name: str | None = None
+    model_kind: str | None = None
 
     def choices(self) -> list[str]:
         """Combo options, evaluated now (callables are re-read each time the schema is built)."""

@@ -36,7 +36,9 @@ def _input(spec: In) -> Any:
     if t == "BOOLEAN":
         return io.Boolean.Input(spec.id, default=spec.default, **common)
     if t == "COMBO":
-        return io.Combo.Input(spec.id, options=spec.choices(), default=spec.default, **common)
+        # model_kind travels in the input's options (object_info) for the frontend extension.
+        extra = {"facemend_model_kind": spec.model_kind} if spec.model_kind else None
+        return io.Combo.Input(spec.id, options=spec.choices(), default=spec.default, extra_dict=extra, **common)
     return _custom(t).Input(spec.id, **common)
 
 
@@ -64,7 +66,9 @@ def _ui(cls: type[io.ComfyNode], payload: dict[str, Any]) -> Any:
         out["images"] = [entry for p in previews for entry in p.get("images", [])]
     for k, v in payload.items():
         if k not in ("text", "images"):
-            out[k] = v
+            # ComfyUI merges UI payloads key by key as lists (execution.get_output_from_returns
+            # iterates each value), so a bare string or dict would be split or break the merge.
+            out[k] = list(v) if isinstance(v, (list, tuple)) else [v]
     return out
 
 
@@ -112,4 +116,9 @@ class FaceMendExtension(ComfyExtension):
         register_model_folders()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # ComfyUI 0.8 never calls on_load (nodes.load_custom_node only awaits get_node_list), so
+        # the folders are registered here too (idempotent), before any schema lists models.
+        from .folders import register_model_folders
+
+        register_model_folders()
         return [to_comfy_node(n) for n in self._nodes]

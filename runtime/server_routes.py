@@ -1,8 +1,111 @@
-"""Small JSON routes on ComfyUI's server for the frontend extension (filled in by issue 7)."""
+"""Small JSON routes on ComfyUI's server for the frontend extension.
+
+``GET /facemend/model_info?kind=facerestore_models&name=<file>`` (also under ``/api/...``) answers
+what a model file is, so the loader node can show the architecture and licence as soon as a file
+is chosen, before anything runs::
+
+    200 {"name", "kind", "arch", "display_name", "family", "node", "licence", "parameters",
+         "controls", "input_size", "hparams"}
+    4xx/5xx {"error": "<what is wrong and what to do>"}
+
+Only files that ComfyUI lists in the model folder of ``kind`` are ever opened: the name is checked
+against that listing first, then resolved by :func:`~facemend.runtime.folders.find_model`
+(which refuses absolute paths and ``..``). Files are read with ``weights_only=True`` and, where
+the format allows, only their header (see :mod:`facemend.model_loaders.info`).
+
+The request handling is the plain function :func:`model_info` so it is tested without ComfyUI;
+:func:`register_routes` only wires it into ComfyUI's aiohttp server.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
+from pathlib import Path
+from typing import Any
 
-def register_routes() -> None:
-    """Register FaceMend's HTTP routes on ComfyUI's PromptServer (inside ComfyUI only)."""
-    return None
+from .comfy import comfy_module
+from .folders import find_model, list_models
+
+log = logging.getLogger("facemend")
+
+MODEL_INFO_ROUTE = "/facemend/model_info"
+
+#: Folder kinds holding restoration models that :func:`model_info` may describe.
+INFO_KINDS = ("facerestore_models", "refusion")
+
+_MAX_NAME = 1024
+
+
+def model_info(kind: str | None, name: str | None) -> tuple[int, dict[str, Any]]:
+    """Answer a model-info request.
+
+    Args:
+        kind: model folder kind, one of :data:`INFO_KINDS` (``None`` means ``facerestore_models``).
+        name: file name as listed by ComfyUI for that kind (relative, ``/``-separated).
+
+    Returns:
+        ``(http_status, json_body)``: 200 with the description, or an error status with
+        ``{"error": message}`` (400 bad request, 404 not in the folder, 422 not a usable model,
+        500 unexpected failure). Error messages name the file, never its full path on disk.
+    """
+    kind = kind or "facerestore_models"
+    if kind not in INFO_KINDS:
+        return 400, {"error": f"unknown model kind {kind!r}; expected one of {', '.join(INFO_KINDS)}."}
+    if not name or len(name) > _MAX_NAME or "\x00" in name:
+        return 400, {"error": "missing or invalid model name."}
+    try:
+        path = find_model(kind, name)  # refuses absolute paths and '..' before touching the disk
+    except ValueError as e:
+        return 400, {"error": str(e)}
+    if path is None or name not in list_models(kind):
+        return 404, {
+            "error": f"{name} is not in the {kind} model folder. Put the file there and refresh "
+            "the node definitions (press R), or choose another file."
+        }
+    try:
+        st = path.stat()
+        info = _cached_info(str(path), st.st_size, st.st_mtime_ns)
+    except ValueError as e:  # UnsupportedModelError is a ValueError
+        return 422, {"error": str(e).replace(str(path), name)}
+    except Exception as e:  # noqa: BLE001 - an HTTP answer, never a server crash
+        log.exception("FaceMend: model_info failed for %s", name)
+        return 500, {"error": f"{name}: could not be inspected ({type(e).__name__}: {e})".replace(str(path), name)}
+    return 200, {"name": name, "kind": kind, **info}
+
+
+# The frontend asks again each time the file widget changes or a workflow loads; legacy pickles
+# are read in full, so answers are kept per (path, size, mtime): a changed file is read again.
+@functools.lru_cache(maxsize=64)
+def _cached_info(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
+    from ..model_loaders.info import inspect_checkpoint
+
+    return inspect_checkpoint(Path(path)).as_dict()
+
+
+def register_routes() -> bool:
+    """Register FaceMend's HTTP routes on ComfyUI's ``PromptServer`` (inside ComfyUI only).
+
+    Safe to call more than once. Returns ``True`` when the routes are (now) registered, ``False``
+    outside ComfyUI or before its server exists.
+    """
+    server = comfy_module("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None) if server else None
+    if instance is None:
+        return False
+    from aiohttp import web
+
+    routes = instance.routes
+    if any(getattr(r, "path", None) == MODEL_INFO_ROUTE for r in routes):
+        return True
+
+    async def handle_model_info(request: web.Request) -> web.Response:
+        kind = request.query.get("kind")
+        name = request.query.get("name")
+        loop = asyncio.get_running_loop()
+        status, body = await loop.run_in_executor(None, model_info, kind, name)
+        return web.json_response(body, status=status)
+
+    routes.get(MODEL_INFO_ROUTE)(handle_model_info)
+    return True

@@ -1,0 +1,323 @@
+"""The web extension in a real browser: headless Chromium driven over the DevTools protocol.
+
+Needs ``COMFYUI_PATH`` (the live server, see conftest.py), a Chromium (``$CHROMIUM_PATH``, or
+``chromium``/``chromium-browser`` on PATH; Debian: ``apt-get install chromium``) and the
+``websocket-client`` package; skipped with the reason otherwise. No browser is downloaded.
+
+What it checks, in the page ComfyUI serves:
+
+1. both FaceMend extensions are registered (``app.extensions``);
+2. a node with a model-file combo shows what the chosen file is, as soon as it is chosen
+   through the widget (the architecture when a registered architecture's layout is available
+   under ``tests/golden``, otherwise the server's readable error), identical to the route's answer;
+3. after a run, a FaceMend node's preview carries numbered face boxes, drawn where the node's
+   ``facemend_faces`` say.
+
+Screenshots go to ``tests/integration/artifacts/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ARTIFACTS = HERE / "artifacts"
+GOLDEN = HERE.parents[1] / "tests" / "golden"
+FACE_IMAGE = "fm_astronaut.png"  # written by conftest.py into the server's input folder
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-default-apps", "--disable-extensions", "--mute-audio", "--window-size=1400,900",
+    "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+)
+
+
+def _chromium() -> str | None:
+    env = os.environ.get("CHROMIUM_PATH")
+    if env:
+        return env if Path(env).is_file() else None
+    for name in ("chromium", "chromium-browser"):
+        exe = shutil.which(name)
+        if exe:
+            return exe
+    return None
+
+
+class CDP:
+    """A minimal synchronous Chrome DevTools Protocol client over one page's websocket."""
+
+    def __init__(self, ws_url: str) -> None:
+        import websocket
+
+        assert ws_url.startswith("ws://127.0.0.1:"), ws_url
+        self._ws = websocket.create_connection(ws_url, timeout=120, suppress_origin=True)
+        self._id = 0
+        self.console: list[str] = []
+
+    def close(self) -> None:
+        self._ws.close()
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self._id += 1
+        msg_id = self._id
+        self._ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            msg = json.loads(self._ws.recv())
+            if msg.get("method") == "Runtime.consoleAPICalled":
+                args = msg["params"].get("args", [])
+                self.console.append(" ".join(str(a.get("value", a.get("description", ""))) for a in args))
+            elif msg.get("method") == "Runtime.exceptionThrown":
+                self.console.append("EXCEPTION " + json.dumps(msg["params"]["exceptionDetails"])[:500])
+            if msg.get("id") == msg_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+        raise TimeoutError(f"no answer to {method}")
+
+    def evaluate(self, expression: str) -> Any:
+        """Evaluate JS (awaiting promises) and return its JSON value."""
+        res = self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in res:
+            detail = res["exceptionDetails"]
+            text = detail.get("exception", {}).get("description") or detail.get("text")
+            raise RuntimeError(f"JS error: {text}\nin: {expression[:300]}")
+        return res.get("result", {}).get("value")
+
+    def wait_for(self, expression: str, timeout: float = 60, what: str = "") -> Any:
+        """Poll ``expression`` until it is truthy; return its value."""
+        deadline = time.monotonic() + timeout
+        value = None
+        while time.monotonic() < deadline:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            time.sleep(0.25)
+        raise TimeoutError(f"timed out waiting for {what or expression}; last value {value!r}; console: {self.console[-15:]}")
+
+    def screenshot(self, path: Path) -> Path:
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+
+@pytest.fixture(scope="module")
+def browser(live_comfy) -> Iterator[CDP]:  # noqa: ANN001
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("no Chromium found (set CHROMIUM_PATH, or apt-get install chromium)")
+    try:
+        import websocket  # noqa: F401
+    except ImportError:
+        pytest.skip("websocket-client is not installed (pip install websocket-client)")
+    import requests
+
+    profile = Path(tempfile.mkdtemp(prefix="facemend-chromium-"))
+    proc = subprocess.Popen(
+        [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    cdp = None
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not (port_file.is_file() and port_file.read_text().strip()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Chromium did not start (exit code {proc.poll()})")
+            time.sleep(0.2)
+        port = int(port_file.read_text().split()[0])
+        targets = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=30).json()
+        page = next(t for t in targets if t.get("type") == "page")
+        cdp = CDP(page["webSocketDebuggerUrl"])
+        cdp.call("Runtime.enable")
+        cdp.call("Page.enable")
+        cdp.call("Emulation.setDeviceMetricsOverride", width=1400, height=900, deviceScaleFactor=1, mobile=False)
+        yield cdp
+    finally:
+        if cdp is not None:
+            cdp.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _write_sparse_safetensors(path: Path, layout: dict[str, tuple[int, ...]]) -> None:
+    """A safetensors file with ``layout``'s keys and shapes and all-zero data, written sparse (no
+    disk used for the data). Enough for the model-info route, which reads only the header."""
+    header: dict[str, Any] = {}
+    offset = 0
+    for key, shape in layout.items():
+        n = 4
+        for d in shape:
+            n *= int(d)
+        header[key] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        f.truncate(8 + len(raw) + offset)
+
+
+def _known_checkpoint(live_comfy) -> tuple[str, str, str] | None:  # noqa: ANN001
+    """(kind, file name, arch) of a file in a registered architecture's official layout, written
+    from a ``tests/golden/**/*.json`` layout; ``None`` when no registered arch has one yet."""
+    import torch
+
+    from facemend.model_loaders import default_registry
+
+    registry = default_registry()
+    if not registry.specs:
+        return None
+    for path in sorted(GOLDEN.rglob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            layout = {k: tuple(int(d) for d in v) for k, v in data.items()}
+        except (ValueError, TypeError, AttributeError):
+            continue
+        if not layout:
+            continue
+        meta = {k: torch.empty(s, device="meta") for k, s in layout.items()}
+        try:
+            spec = registry.detect(meta)
+        except Exception:  # noqa: BLE001 - not a layout of a registered arch
+            continue
+        kind = "refusion" if spec.family == "refusion" else "facerestore_models"
+        name = f"browser_{spec.id}.safetensors"
+        _write_sparse_safetensors(live_comfy.models[kind] / name, layout)
+        return kind, name, spec.id
+    return None
+
+
+def _model_node_type(object_info: dict[str, Any], kind: str) -> tuple[str, str]:
+    """(node type, input name) of a node with a model-file combo of ``kind``; the real loader
+    when it exists, else the probe."""
+    candidates = []
+    for node_type, info in object_info.items():
+        for group in ("required", "optional"):
+            for name, spec in info["input"].get(group, {}).items():
+                if len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("facemend_model_kind") == kind:
+                    candidates.append((node_type, name))
+    candidates.sort(key=lambda c: (c[0] != "FaceMendModelLoader", c[0].startswith("FaceMendProbe"), c[0]))
+    assert candidates, f"no node has a {kind} model combo"
+    return candidates[0]
+
+
+def _open_comfyui(browser: CDP, comfy) -> None:  # noqa: ANN001
+    browser.call("Page.navigate", url=comfy.base_url + "/")
+    browser.wait_for(
+        "!!(window.comfyAPI?.app?.app?.graph && window.LiteGraph && window.comfyAPI.app.app.canvas)",
+        timeout=120, what="the ComfyUI frontend",
+    )
+    names = browser.wait_for(
+        """(() => { const n = (window.comfyAPI.app.app.extensions ?? []).map(e => e.name);
+             return n.includes('FaceMend.ModelInfo') && n.includes('FaceMend.FaceBoxes') ? n : null })()""",
+        timeout=60, what="FaceMend extensions",
+    )
+    assert "FaceMend.ModelInfo" in names and "FaceMend.FaceBoxes" in names
+    # Node types are registered, and the start-up workflow is loaded (so it won't replace ours).
+    browser.wait_for(
+        """(() => { const t = window.LiteGraph.registered_node_types;
+             return !!(t.LoadImage && t.FaceMendProbeAllInputs) && window.comfyAPI.app.app.graph.nodes.length > 0 })()""",
+        timeout=60, what="node types and the start-up workflow",
+    )
+    # Start from an empty graph, at 1:1 scale, so the screenshots show our nodes.
+    browser.evaluate("""(() => { const app = window.comfyAPI.app.app; app.graph.clear();
+        app.canvas.ds.scale = 1; app.canvas.ds.offset = [90, 70]; app.canvas.setDirty(true, true); return true })()""")
+
+
+def test_model_info_appears_when_a_file_is_chosen(browser: CDP, comfy, live_comfy, probe_model: str) -> None:  # noqa: ANN001
+    known = _known_checkpoint(live_comfy)
+    kind, name, arch = known if known else ("facerestore_models", probe_model, None)
+    node_type, input_name = _model_node_type(comfy.object_info(refresh=True), kind)
+    _open_comfyui(browser, comfy)
+
+    browser.evaluate(f"""(() => {{
+        const app = window.comfyAPI.app.app;
+        const node = window.LiteGraph.createNode({json.dumps(node_type)});
+        node.pos = [60, 80];
+        app.graph.add(node);
+        window.__fmNode = node;
+        return true }})()""")
+    browser.wait_for("!!window.__fmNode.facemendInfoElement", timeout=30, what="the info widget")
+    # Choose the file the way the combo menu does (widget.setValue -> callback).
+    browser.evaluate(f"""(() => {{
+        const app = window.comfyAPI.app.app, node = window.__fmNode;
+        const w = node.widgets.find(w => w.name === {json.dumps(input_name)});
+        if (!w.options.values.includes({json.dumps(name)})) throw new Error('file not listed: ' + w.options.values);
+        if (w.value === {json.dumps(name)}) w.value = null;
+        w.setValue({json.dumps(name)}, {{ node, canvas: app.canvas }});
+        return w.value }})()""")
+    state = browser.wait_for(
+        f"""(() => {{ const node = window.__fmNode, el = node.facemendInfoElement, name = {json.dumps(name)};
+             if (el.dataset.state === 'ok' && node.facemendModelInfo?.name === name) return 'ok';
+             if (el.dataset.state === 'error' && el.textContent.includes(name)) return 'error';
+             return null }})()""",
+        timeout=60, what="the model info text",
+    )
+    text = browser.evaluate("window.__fmNode.facemendInfoElement.textContent")
+    browser.evaluate("window.comfyAPI.app.app.canvas.setDirty(true, true)")
+    time.sleep(0.5)
+    shot = browser.screenshot(ARTIFACTS / "browser_model_info.png")
+    assert shot.stat().st_size > 10_000
+
+    answer = comfy.get("/facemend/model_info", kind=kind, name=name).json()
+    if arch is not None:
+        assert state == "ok", text
+        assert f"[{arch}]" in text and answer["licence"] in text, text
+        assert browser.evaluate("window.__fmNode.facemendModelInfo.arch") == arch
+    else:  # no architecture registered in this checkout yet: the server's readable error is shown
+        assert state == "error", text
+        assert answer["error"] in text
+    # the info widget is not part of the saved workflow or of the prompt
+    saved = browser.evaluate("JSON.stringify(window.__fmNode.serialize().widgets_values)")
+    assert "facemend" not in saved.lower() and name in saved
+
+
+def test_face_boxes_are_drawn_on_the_preview(browser: CDP, comfy, probe_model: str) -> None:  # noqa: ANN001
+    _open_comfyui(browser, comfy)
+    browser.evaluate(f"""(() => {{
+        const app = window.comfyAPI.app.app, LG = window.LiteGraph;
+        const load = LG.createNode('LoadImage'); load.pos = [20, 60]; app.graph.add(load);
+        load.widgets.find(w => w.name === 'image').value = {json.dumps(FACE_IMAGE)};
+        const probe = LG.createNode('FaceMendProbeAllInputs'); probe.pos = [380, 60]; app.graph.add(probe);
+        probe.widgets.find(w => w.name === 'model_name').value = {json.dumps(probe_model)};
+        probe.widgets.find(w => w.name === 'label').value = 'browser ' + Date.now();
+        probe.setSize([520, 760]);
+        load.connect(0, probe, 0);
+        window.__fmProbe = probe;
+        return true }})()""")
+    browser.evaluate("window.comfyAPI.app.app.queuePrompt(0, 1).then(() => true)")
+    browser.wait_for("window.__fmProbe.facemendAnnotated?.length === 1", timeout=120, what="annotated preview")
+    # Sample the annotated preview: face 0's box is [0.25w, 0.2h, 0.75w, 0.8h] on the 512 px photo.
+    pixels = browser.evaluate("""(() => {
+        const img = window.__fmProbe.imgs[0], c = document.createElement('canvas');
+        c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+        const px = (x, y) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3));
+        return { size: [c.width, c.height], edge: px(128, 256), inside: px(256, 256), faces: window.__fmProbe.facemendFaces.length };
+    })()""")
+    assert pixels["size"] == [512, 512] and pixels["faces"] == 2
+    assert pixels["edge"] == [0, 229, 255], pixels  # face 0's colour, #00e5ff
+    assert pixels["inside"] != [0, 229, 255]
+    browser.evaluate("window.comfyAPI.app.app.canvas.setDirty(true, true)")
+    time.sleep(0.5)
+    assert browser.screenshot(ARTIFACTS / "browser_face_boxes.png").stat().st_size > 10_000
