@@ -64,7 +64,13 @@ class FaceMendModelLoader(NodeDef):
     @classmethod
     def inputs(cls) -> list[In]:
         return [
-            In("model_name", "COMBO", "Checkpoint file. Official files not on disk yet are downloaded when first used.", options=model_choices),
+            In(
+                "model_name",
+                "COMBO",
+                "Checkpoint file. Official files not on disk yet are downloaded when first used.",
+                options=model_choices,
+                model_kind="facerestore_models",
+            ),
             In(
                 "precision",
                 "COMBO",

@@ -51,6 +51,9 @@ def model_info(kind: str | None, name: str | None) -> tuple[int, dict[str, Any]]
         500 unexpected failure). Error messages name the file, never its full path on disk.
     """
     kind = kind or "facerestore_models"
+    if kind == "facerestore_models" and name and name.startswith("refusion/"):
+        # The loader lists files of the refusion folder as "refusion/<file>" (nodes/loaders.py).
+        kind, name = "refusion", name[len("refusion/"):]
     if kind not in INFO_KINDS:
         return 400, {"error": f"unknown model kind {kind!r}; expected one of {', '.join(INFO_KINDS)}."}
     if not name or len(name) > _MAX_NAME or "\x00" in name:
@@ -60,6 +63,19 @@ def model_info(kind: str | None, name: str | None) -> tuple[int, dict[str, Any]]
     except ValueError as e:
         return 400, {"error": str(e)}
     if path is None or name not in list_models(kind):
+        from ..model_loaders.catalog import find_known
+
+        known = find_known(name)
+        if path is None and known is not None and known.kind == kind and known.url:
+            from ..model_loaders import default_registry
+
+            spec = next((s for s in default_registry().specs if s.id == known.arch), None)
+            return 200, {
+                "name": name, "kind": kind, "arch": known.arch, "licence": known.licence,
+                "display_name": spec.display_name if spec else known.arch,
+                "family": spec.family if spec else None, "controls": list(spec.controls) if spec else [],
+                "status": "not downloaded yet: it is downloaded from its official URL when the workflow runs",
+            }
         return 404, {
             "error": f"{name} is not in the {kind} model folder. Put the file there and refresh "
             "the node definitions (press R), or choose another file."

@@ -40,6 +40,7 @@ export function formatModelInfo(info) {
     `licence: ${info.licence}`,
     controls + (info.node ? ` · use with ${info.node}` : ""),
   ];
+  if (info.status) lines.push(info.status);
   return lines.join("\n");
 }
 

@@ -179,3 +179,19 @@ def test_a_changed_file_is_read_again(models_dir: Path) -> None:
 
 def test_register_routes_is_a_no_op_outside_comfyui() -> None:
     assert server_routes.register_routes() is False
+
+
+def test_refusion_prefix_and_not_yet_downloaded(models_dir: Path) -> None:
+    """The loader's menu names ('refusion/<file>', official files not on disk) are answered too."""
+    sd = {"conv_in.weight": torch.zeros(4, 3, 3, 3), "conv_in.bias": torch.zeros(4), "norm.weight": torch.ones(4),
+          "norm.bias": torch.zeros(4), "norm.running_mean": torch.zeros(4), "norm.running_var": torch.ones(4),
+          "norm.num_batches_tracked": torch.zeros((), dtype=torch.long), "conv_out.weight": torch.zeros(3, 4, 3, 3),
+          "conv_out.bias": torch.zeros(3)}
+    save_file(sd, str(models_dir.parent / "refusion" / "r.safetensors"))
+    status, body = model_info("facerestore_models", "refusion/r.safetensors")
+    assert status == 200 and body["kind"] == "refusion" and body["arch"] == "tiny_test"
+    status, body = model_info("facerestore_models", "GFPGANv1.4.pth")
+    assert status == 200 and body["arch"] == "gfpgan_clean" and "not downloaded yet" in body["status"]
+    assert "Apache" in body["licence"]
+    status, body = model_info("facerestore_models", "nothing-known.pth")
+    assert status == 404
