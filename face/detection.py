@@ -110,9 +110,13 @@ def detection_scale(height: int, width: int, max_side: int) -> float:
     return 1.0 if long_side <= max_side else max_side / long_side
 
 
-def prepare_input(rgb: torch.Tensor, scale: float) -> torch.Tensor:
+def prepare_input(rgb: torch.Tensor, scale: float) -> tuple[torch.Tensor, tuple[int, int]]:
     """RGB ``[0, 1]`` ``(n, 3, H, W)`` -> the network's input: resized by ``scale`` (antialiased),
-    BGR, 0..255 minus the training mean, padded with the mean to a multiple of 32."""
+    BGR, 0..255 minus the training mean, padded with the mean to a multiple of 32.
+
+    Returns:
+        ``(input, (h, w))``: the padded input and the resized size before padding.
+    """
     x = rgb
     if scale != 1.0:
         h, w = x.shape[-2:]
@@ -124,7 +128,7 @@ def prepare_input(rgb: torch.Tensor, scale: float) -> torch.Tensor:
     ph, pw = (-h) % 32, (-w) % 32
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph))  # zero after mean subtraction = the mean colour
-    return x
+    return x, (h, w)
 
 
 def run_detector(
@@ -133,6 +137,7 @@ def run_detector(
     threshold: float,
     nms_threshold: float = 0.4,
     scale: float = 1.0,
+    source_size: tuple[int, int] | None = None,
 ) -> list[Detections]:
     """Detect faces in a chunk of frames already on the module's device.
 
@@ -141,13 +146,17 @@ def run_detector(
         rgb: ``(n, 3, H, W)`` RGB float in ``[0, 1]``.
         threshold: minimum face score.
         nms_threshold: IoU above which the lower-scoring of two boxes is dropped.
-        scale: resize factor applied before the network (coordinates are mapped back).
+        scale: resize factor applied to ``rgb`` before the network.
+        source_size: ``(H0, W0)`` of the frames ``rgb`` was shrunk from, if it was (coordinates
+            are returned in those frames' pixels); default: ``rgb``'s own size.
 
     Returns:
-        One :class:`Detections` per frame, on the CPU, coordinates in ``rgb``'s pixels.
+        One :class:`Detections` per frame, on the CPU.
     """
     n = rgb.shape[0]
-    x = prepare_input(rgb, scale)
+    x, (rh, rw) = prepare_input(rgb, scale)
+    h0, w0 = source_size or tuple(rgb.shape[-2:])
+    sx, sy = rw / w0, rh / h0  # network px per source px
     h, w = x.shape[-2:]
     loc, conf, landm = module(x)
     boxes, pts = decode(loc.float(), landm.float(), priors(h, w, x.device), h, w)
@@ -160,7 +169,11 @@ def run_detector(
         frame_ids, cand = sel.nonzero(as_tuple=True)
     b, s, p = boxes[frame_ids, cand], scores[frame_ids, cand], pts[frame_ids, cand]
     kept = batched_nms(b, s, frame_ids, nms_threshold)  # sorted by descending score
-    b, s, p, f = (b[kept] / scale).cpu(), s[kept].cpu(), (p[kept] / scale).cpu(), frame_ids[kept].cpu()
+    b, s, p, f = b[kept].cpu(), s[kept].cpu(), p[kept].cpu(), frame_ids[kept].cpu()
+    if (sx, sy) != (1.0, 1.0):  # pixel centres: x_src = (x_net + 0.5) / sx - 0.5
+        k = torch.tensor([sx, sy])
+        b = ((b.view(-1, 2, 2) + 0.5) / k - 0.5).view(-1, 4)
+        p = (p + 0.5) / k - 0.5
     out = []
     for i in range(n):
         sel = (f == i).nonzero().flatten()
@@ -202,8 +215,8 @@ def detect_frames(
     height, width = frames.shape[-2:]
     scale = detection_scale(height, width, max_side)
     dh, dw = math.ceil(height * scale / 32) * 32, math.ceil(width * scale / 32) * 32
-    # full-resolution float copy + network activations (~250 bytes per input pixel for ResNet-50)
-    per_frame = height * width * 3 * 4 * 2 + dh * dw * 256
+    # full-resolution float copy (unless shrunk strip by strip) + activations (~250 B/pixel for ResNet-50)
+    per_frame = (height * width * 3 * 4 if scale >= 0.5 else 0) + dh * dw * (256 + 24)
     device = detector.load(memory_required=int(per_frame))
     module = detector.module
     n = chunk_size_for(per_frame, device, max_chunk=max_chunk)
@@ -214,11 +227,13 @@ def detect_frames(
         chunk_ids = ids[i:i + n]
         try:
             with torch.inference_mode():
-                rgb = _take(frames, chunk_ids).to(device=device, dtype=torch.float32, memory_format=torch.contiguous_format)
-                if not bool(torch.isfinite(rgb).all()):
-                    bad = [f for f, ok in zip(chunk_ids, torch.isfinite(rgb).flatten(1).all(1).tolist()) if not ok]
-                    raise ValueError(f"FaceMend: frame(s) {bad} contain NaN or Inf values; fix the node that produced them.")
-                dets = run_detector(module, rgb, threshold, nms_threshold, scale)
+                if scale < 0.5:  # huge frames: shrink strip by strip, never a full-resolution float copy
+                    rgb = torch.stack([shrink_frame(frames[f], scale, device) for f in chunk_ids])
+                    dets = run_detector(module, rgb, threshold, nms_threshold, 1.0, (height, width))
+                else:
+                    rgb = _take(frames, chunk_ids).to(device=device, dtype=torch.float32, memory_format=torch.contiguous_format)
+                    _check_finite(rgb, chunk_ids)
+                    dets = run_detector(module, rgb, threshold, nms_threshold, scale)
                 del rgb
         except (RuntimeError, MemoryError) as e:
             if not is_oom(e) or n == 1:
@@ -239,3 +254,33 @@ def _take(frames: torch.Tensor, ids: list[int]) -> torch.Tensor:
     if ids == list(range(ids[0], ids[-1] + 1)):
         return frames[ids[0]:ids[-1] + 1]
     return frames[ids]
+
+
+def _check_finite(rgb: torch.Tensor, ids: list[int]) -> None:
+    if not bool(torch.isfinite(rgb).all()):
+        bad = [f for f, ok in zip(ids, torch.isfinite(rgb).flatten(1).all(1).tolist()) if not ok]
+        raise ValueError(f"FaceMend: frame(s) {bad} contain NaN or Inf values; fix the node that produced them.")
+
+
+def shrink_frame(frame: torch.Tensor, scale: float, device: torch.device, strip_rows: int = 512) -> torch.Tensor:
+    """Shrink one huge ``(3, H, W)`` frame by ``scale`` (< 0.5) without a full-resolution float copy.
+
+    Rows are read in strips, box-averaged by the integer factor ``k = floor(1 / scale)`` on
+    ``device`` (strips are multiples of ``k`` rows, so this equals one ``avg_pool2d`` of the whole
+    frame), then the small result is resized to the exact size with antialiasing. NaN/Inf refused.
+
+    Returns:
+        ``(3, round(H * scale), round(W * scale))`` float32 on ``device``.
+    """
+    _, height, width = frame.shape
+    k = max(1, int(1.0 / scale))
+    rows = max(k, strip_rows // k * k)
+    parts = []
+    for y in range(0, height, rows):
+        strip = frame[:, y:y + rows].to(device=device, dtype=torch.float32)
+        if not bool(torch.isfinite(strip).all()):
+            raise ValueError("FaceMend: the image contains NaN or Inf values; fix the node that produced it.")
+        parts.append(F.avg_pool2d(strip.unsqueeze(0), k, stride=k, ceil_mode=True))
+    reduced = torch.cat(parts, dim=2)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return F.interpolate(reduced, size=size, mode="bilinear", antialias=True, align_corners=False)[0]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..runtime import ManagedModel, Progress, intermediate_device
-from .alignment import align_landmarks
+from .alignment import ALIGN_METHODS, align_landmarks
 from .detection import DEFAULT_MAX_SIDE, Detections, detect_frames
 from .masks import DEFAULT_PARSE_CLASSES, parse_class_list
 from .models import FaceModels
@@ -98,6 +98,7 @@ def detect_and_align(
     crop_size: int = 512,
     padding: float = 1.0,
     border: str = "grey",
+    alignment: str = "lmeds",
     max_side: int = DEFAULT_MAX_SIDE,
     video: bool = False,
     detect_every: int = 1,
@@ -118,6 +119,8 @@ def detect_and_align(
         crop_size: side of the square crops (512 for GFPGAN/CodeFormer-style restorers).
         padding: facexlib ``crop_ratio`` >= 1: context around the FFHQ face framing.
         border: fill of crop pixels outside the frame (:data:`~facemend.face.records.BORDERS`).
+        alignment: ``"lmeds"`` (the official GFPGAN/CodeFormer fit) or ``"least-squares"``
+            (steadier for video); see :mod:`facemend.face.alignment`.
         max_side: frames larger than this (long side) are shrunk for detection only.
         video: treat the batch as consecutive video frames: faces keep one number (track) across
             frames, order and selection apply to tracks, and the two options below apply.
@@ -137,6 +140,8 @@ def detect_and_align(
         raise ValueError(f"FaceMend: padding must be >= 1.0 (1.0 = standard FFHQ framing), got {padding}")
     if border not in BORDERS:
         raise ValueError(f"FaceMend: unknown border {border!r}; choose one of {', '.join(BORDERS)}")
+    if alignment not in ALIGN_METHODS:
+        raise ValueError(f"FaceMend: unknown alignment {alignment!r}; choose one of {', '.join(ALIGN_METHODS)}")
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"FaceMend: confidence threshold must be in (0, 1], got {threshold}")
     if min(height, width) < 32:
@@ -177,7 +182,7 @@ def detect_and_align(
     if video and smoothing > 0 and rows:
         landmarks = smooth_tracks(frame_index, track_id, landmarks, smoothing)
         boxes = smooth_tracks(frame_index, track_id, boxes, smoothing)
-    affines = align_landmarks(landmarks, crop_size, padding)
+    affines = align_landmarks(landmarks, crop_size, padding, alignment)
     faces = FaceSet(
         frame_index=frame_index, boxes=boxes, scores=scores, landmarks=landmarks, affines=affines,
         crop_size=crop_size, source_size=(height, width), num_frames=b, padding=float(padding), border=border,

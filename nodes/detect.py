@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..face.alignment import ALIGN_METHODS
 from ..face.detection import DEFAULT_MAX_SIDE
 from ..face.models import FaceModels
 from ..face.pipeline import MAX_CROP, MIN_CROP, detect_and_align, rgb_view
@@ -46,6 +47,9 @@ class FaceMendDetect(NodeDef):
            step=0.05),
         In("border", "COMBO", "Fill for crop pixels outside the image: grey (as the official code), edge, reflect "
            "or black.", default="grey", options=BORDERS),
+        In("alignment", "COMBO", "How landmarks are fitted to the FFHQ template: lmeds (exactly the official "
+           "GFPGAN/CodeFormer fit, robust to one bad landmark) or least-squares (uses all five points; steadier for "
+           "video).", default="lmeds", options=ALIGN_METHODS),
         In("video", "BOOLEAN", "Treat the batch as video frames: faces keep the same number across frames (matched "
            "frame to frame), and order/selection apply to whole tracks.", default=False),
         In("detect_every", "INT", "Video only: run the full detector every N frames and follow faces in between "
@@ -73,7 +77,7 @@ class FaceMendDetect(NodeDef):
             models, frames, threshold=kw.get("confidence", 0.8), min_size=kw.get("min_face_size", 20),
             select=kw.get("select", "all"), indices=kw.get("indices", "0"), order=kw.get("order", "area"),
             max_faces=kw.get("max_faces", 0), crop_size=kw.get("crop_size", 512), padding=kw.get("padding", 1.0),
-            border=kw.get("border", "grey"), max_side=kw.get("detect_max_side", DEFAULT_MAX_SIDE),
+            border=kw.get("border", "grey"), alignment=kw.get("alignment", "lmeds"), max_side=kw.get("detect_max_side", DEFAULT_MAX_SIDE),
             video=kw.get("video", False), detect_every=kw.get("detect_every", 1),
             smoothing=kw.get("landmark_smoothing", 0.0), progress=progress,
         )
