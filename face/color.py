@@ -14,7 +14,7 @@ import torch.nn.functional as F
 COLOR_MODES = ("none", "adain", "wavelet", "histogram")
 
 
-def adain(x: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+def adain(x: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
     """Match each channel's mean and standard deviation to ``reference``'s.
 
     Args:

@@ -165,5 +165,5 @@ def build_masks(
         parsed = F.interpolate(parsed, size=(crop_size, crop_size), mode="bilinear", antialias=True, align_corners=False)
     if mode == "parsing":
         # a thin fade at the crop border so the mask never ends in a hard edge at the crop's side
-        return parsed * box_mask(crop_size, 0.0, 0.02 * crop_size, device)
+        return parsed * box_mask(crop_size, 1.0, 0.02 * crop_size, device)
     return parsed * box

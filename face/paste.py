@@ -119,7 +119,7 @@ def paste_faces(
         m = compose_affine(translation(origins, -1.0), inverse[chunk])
         with torch.inference_mode():
             warped = resample(restored, m, (hc, wc), border="edge").clamp_(0, 1)
-            weight = resample(masks, m, (hc, wc), border="black").clamp_(0, 1)
+            weight = resample(masks, m, (hc, wc), border="black").clamp_(0, opacity)  # no interpolation overshoot
         for j in range(n):
             f, x0, y0 = int(frame_index[chunk[j]]), int(origins[j, 0]), int(origins[j, 1])
             region = image[f, :, y0:y0 + hc, x0:x0 + wc]

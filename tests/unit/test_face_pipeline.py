@@ -231,15 +231,21 @@ COPIES = [
 ]
 
 
-def build_multi_face(reference: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """A 1280x1024 canvas with copies of the astronaut's head; returns it and each copy's expected landmarks."""
+def build_canvas(reference: np.ndarray, copies: list[tuple], size: tuple[int, int] = (1024, 1280)) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A canvas (``size`` = (H, W)) with copies of the astronaut's head placed with OpenCV.
+
+    Returns:
+        The canvas (uint8 RGB) and each copy's expected landmarks (``reference`` moved by the copy's
+        known transform; mirrored copies swap the image-left/right points).
+    """
     src = astronaut_rgb()
     x0, y0, x1, y1 = PATCH
     patch = np.ascontiguousarray(src[y0:y1, x0:x1]).astype(np.float32)
-    canvas = np.full((1024, 1280, 3), 90.0, np.float32)
-    occupied = np.zeros((1024, 1280), bool)
+    h, w = size
+    canvas = np.full((h, w, 3), 90.0, np.float32)
+    occupied = np.zeros((h, w), bool)
     expected = []
-    for scale, angle, mirror, cx, cy in COPIES:
+    for scale, angle, mirror, cx, cy in copies:
         m = np.eye(3)
         if mirror:
             m = np.array([[-1.0, 0, x1 - x0 - 1], [0, 1, 0], [0, 0, 1]])
@@ -248,8 +254,8 @@ def build_multi_face(reference: np.ndarray) -> tuple[np.ndarray, list[np.ndarray
         rot = np.array([[scale * math.cos(a), -scale * math.sin(a), 0], [scale * math.sin(a), scale * math.cos(a), 0], [0, 0, 1]])
         m = np.array([[1, 0, cx], [0, 1, cy], [0, 0, 1.0]]) @ rot @ np.array([[1, 0, -centre[0]], [0, 1, -centre[1]], [0, 0, 1]]) @ m
         flags = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-        warped = cv2.warpAffine(patch, m[:2], (1280, 1024), flags=flags)
-        alpha = cv2.warpAffine(np.ones(patch.shape[:2], np.float32), m[:2], (1280, 1024))
+        warped = cv2.warpAffine(patch, m[:2], (w, h), flags=flags)
+        alpha = cv2.warpAffine(np.ones(patch.shape[:2], np.float32), m[:2], (w, h))
         assert not (occupied & (alpha > 0)).any(), "copies must not overlap"
         occupied |= alpha > 0
         canvas = canvas * (1 - alpha[..., None]) + warped * alpha[..., None]
@@ -259,10 +265,13 @@ def build_multi_face(reference: np.ndarray) -> tuple[np.ndarray, list[np.ndarray
 
 
 @pytest.fixture(scope="module")
-def multi_face(detector):
-    reference = detect_and_align(detector, rgb_view(as_image(astronaut_rgb()))).faces.landmarks[0].double().numpy()
-    canvas, expected = build_multi_face(reference)
-    return canvas, expected
+def reference_landmarks(detector) -> np.ndarray:
+    return detect_and_align(detector, rgb_view(as_image(astronaut_rgb()))).faces.landmarks[0].double().numpy()
+
+
+@pytest.fixture(scope="module")
+def multi_face(reference_landmarks):
+    return build_canvas(reference_landmarks, COPIES)
 
 
 def _match(landmarks: torch.Tensor, expected: list[np.ndarray]) -> list[int]:
@@ -349,6 +358,81 @@ def test_multi_face_round_trip_and_blend_order(detector, multi_face) -> None:
     inv = result.faces.inverse_affines()[largest]
     cx, cy = (inv[:, :2] @ torch.tensor([255.5, 255.5], dtype=torch.float64) + inv[:, 2]).round().long().tolist()
     assert abs(float(painted[0, 0, cy, cx]) - float(flat[largest, 0, 0, 0])) < 1e-3
+
+
+# ------------------------------------------------------------------ video
+
+
+def moving_faces(reference: np.ndarray, frames: int = 7) -> tuple[torch.Tensor, list[list[np.ndarray]]]:
+    """Two copies passing each other: A (top) moves right, B (bottom, mirrored) moves left, 45 px a frame."""
+    images, expected = [], []
+    for t in range(frames):
+        copies = [(0.8, 0, False, 120 + 45 * t, 150), (0.8, 5, True, 420 - 45 * t, 370)]
+        canvas, exp = build_canvas(reference, copies, size=(512, 544))
+        images.append(as_image(canvas))
+        expected.append(exp)
+    return torch.cat(images), expected
+
+
+def test_video_keeps_face_numbers_across_frames(detector, reference_landmarks) -> None:
+    batch, expected = moving_faces(reference_landmarks)
+    frames = rgb_view(batch)
+    # independent images, numbered left to right: the numbers swap when the faces pass each other
+    per_image = detect_and_align(detector, frames, order="left-to-right").faces
+    video = detect_and_align(detector, frames, order="left-to-right", video=True).faces
+    for faces in (per_image, video):
+        assert faces.frame_index.tolist() == [t for t in range(7) for _ in range(2)]
+    first_a = []
+    for faces in (per_image, video):
+        ids = []
+        for t in range(7):
+            pos = faces.faces_in_frame(t)
+            a = _match(faces.landmarks[pos], [expected[t][0]])[0]  # which of the frame's faces is copy A
+            ids.append(int(faces.track_id[pos[a]]))
+        first_a.append(ids)
+    assert len(set(first_a[0])) == 2  # per-image numbering changes with position
+    assert len(set(first_a[1])) == 1  # video numbering follows the person
+    picked = detect_and_align(detector, frames, order="left-to-right", video=True, select="indices", indices="0").faces
+    assert len(picked) == 7
+    for t in range(7):  # the same person in every frame
+        assert _match(picked.landmarks[t:t + 1], [expected[t][first_a[1][0]], expected[t][1 - first_a[1][0]]])[0] == 0
+
+
+def test_video_detect_every_n_tracks_in_between(detector, reference_landmarks) -> None:
+    batch, expected = moving_faces(reference_landmarks)
+    frames = rgb_view(batch)
+    every = detect_and_align(detector, frames, video=True, detect_every=3).faces
+    assert every.frame_index.tolist() == [t for t in range(7) for _ in range(2)]
+    for t in range(7):
+        pos = every.faces_in_frame(t)
+        for copy in range(2):
+            e = expected[t][copy]
+            eye = float(np.linalg.norm(e[0] - e[1]))
+            i = _match(every.landmarks[pos], [e])[0]
+            err = np.linalg.norm(every.landmarks[pos[i]].double().numpy() - e, axis=1)
+            assert err.mean() < 0.1 * eye, (t, copy, err)
+    # both faces keep their identity through the tracked frames
+    ids_a = {int(every.track_id[every.faces_in_frame(t)][_match(every.landmarks[every.faces_in_frame(t)], [expected[t][0]])[0]])
+             for t in range(7)}
+    assert len(ids_a) == 1
+
+
+def test_video_landmark_smoothing_reduces_jitter(detector, reference_landmarks) -> None:
+    """A face that moves by sub-pixel steps: smoothed landmarks follow the known path more closely."""
+    images, expected = [], []
+    for t in range(8):
+        canvas, exp = build_canvas(reference_landmarks, [(0.9, 0, False, 200 + 0.7 * t, 200 + 0.4 * t)], size=(400, 400))
+        images.append(as_image(canvas))
+        expected.append(exp[0])
+    frames = rgb_view(torch.cat(images))
+    exp = torch.from_numpy(np.stack(expected)).float()
+    raw = detect_and_align(detector, frames, video=True).faces.landmarks
+    smooth = detect_and_align(detector, frames, video=True, smoothing=2.0).faces.landmarks
+    err_raw = (raw - exp).norm(dim=-1).mean()
+    err_smooth = (smooth - exp).norm(dim=-1).mean()
+    assert float(err_smooth) < float(err_raw)
+    jitter = lambda lm: float((lm[1:] - lm[:-1] - (exp[1:] - exp[:-1])).norm(dim=-1).mean())  # noqa: E731
+    assert jitter(smooth) < 0.6 * jitter(raw)
 
 
 # ------------------------------------------------------------------ bad input
