@@ -218,7 +218,7 @@ def test_color_corrections() -> None:
     torch.testing.assert_close(w - color.low_frequency(ref, levels), x - color.low_frequency(x, levels), atol=1e-5, rtol=0)
     h = color.histogram_match(x, ref)
     torch.testing.assert_close(torch.sort(h.flatten(2)).values, torch.sort(ref.flatten(2)).values)
-    order = torch.argsort(x.flatten(2))
+    order = torch.argsort(x.flatten(2), stable=True)
     assert bool((torch.gather(h.flatten(2), 2, order).diff(dim=2) >= 0).all())  # ranks of x preserved
     with pytest.raises(ValueError, match="colour"):
         color.correct_color(x, ref, "sepia")
