@@ -128,7 +128,8 @@ def prepare_input(rgb: torch.Tensor, scale: float) -> tuple[torch.Tensor, tuple[
     ph, pw = (-h) % 32, (-w) % 32
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph))  # zero after mean subtraction = the mean colour
-    return x, (h, w)
+    # channels-last: ~2x faster convolutions on CPUs (oneDNN), harmless on GPUs
+    return x.contiguous(memory_format=torch.channels_last), (h, w)
 
 
 def run_detector(
@@ -231,7 +232,8 @@ def detect_frames(
                     rgb = torch.stack([shrink_frame(frames[f], scale, device) for f in chunk_ids])
                     dets = run_detector(module, rgb, threshold, nms_threshold, 1.0, (height, width))
                 else:
-                    rgb = _take(frames, chunk_ids).to(device=device, dtype=torch.float32, memory_format=torch.contiguous_format)
+                    # channels-last: the IMAGE's own layout, and the faster convolution path on CPUs
+                    rgb = _take(frames, chunk_ids).to(device=device, dtype=torch.float32, memory_format=torch.channels_last)
                     _check_finite(rgb, chunk_ids)
                     dets = run_detector(module, rgb, threshold, nms_threshold, scale)
                 del rgb
@@ -257,8 +259,11 @@ def _take(frames: torch.Tensor, ids: list[int]) -> torch.Tensor:
 
 
 def _check_finite(rgb: torch.Tensor, ids: list[int]) -> None:
-    if not bool(torch.isfinite(rgb).all()):
-        bad = [f for f, ok in zip(ids, torch.isfinite(rgb).flatten(1).all(1).tolist()) if not ok]
+    """Refuse NaN/Inf (min/max propagate both; one pass, no full-size temporary)."""
+    lo, hi = torch.aminmax(rgb.permute(0, 2, 3, 1).reshape(rgb.shape[0], -1), dim=1)  # a view for channels-last
+    ok = (torch.isfinite(lo) & torch.isfinite(hi)).tolist()
+    if not all(ok):
+        bad = [f for f, good in zip(ids, ok) if not good]
         raise ValueError(f"FaceMend: frame(s) {bad} contain NaN or Inf values; fix the node that produced them.")
 
 

@@ -79,6 +79,35 @@ def box_mask(size: int, erode: float, feather: float, device: torch.device | Non
     return (r[:, None] * r[None, :]).view(1, 1, size, size)
 
 
+def box_mask_at(points_to_crop: torch.Tensor, height: int, width: int, size: int, erode: float, feather: float,
+                device: torch.device | None = None) -> torch.Tensor:
+    """The :func:`box_mask` of each crop evaluated directly at the pixels of an image window.
+
+    Exact (no resampling of a mask image), so the box mask costs almost nothing at paste time.
+
+    Args:
+        points_to_crop: ``(n, 2, 3)`` maps window pixel coordinates to crop pixel coordinates.
+        height, width: window size.
+        size, erode, feather: as :func:`box_mask` (crop pixels). The ramp is kept at least one
+            window pixel wide so a hard box edge is still antialiased.
+
+    Returns:
+        ``(n, 1, height, width)`` float32 in ``[0, 1]``; 0 outside the crop.
+    """
+    a = points_to_crop.to(device=device, dtype=torch.float64)
+    ys = torch.arange(height, dtype=torch.float64, device=device).view(1, -1, 1)
+    xs = torch.arange(width, dtype=torch.float64, device=device).view(1, 1, -1)
+    per_px = (a[:, 0, 0] ** 2 + a[:, 1, 0] ** 2).sqrt().view(-1, 1, 1)  # crop px per window px
+    width_px = torch.clamp(torch.full_like(per_px, feather), min=per_px)
+    out = torch.ones(a.shape[0], height, width, dtype=torch.float64, device=device)
+    for row in (0, 1):
+        u = a[:, row, 0].view(-1, 1, 1) * xs + a[:, row, 1].view(-1, 1, 1) * ys + a[:, row, 2].view(-1, 1, 1)
+        d = torch.minimum(u + 0.5, size - 0.5 - u)
+        t = ((d - erode) / width_px).clamp(0, 1)
+        out = out * (t * t * (3 - 2 * t))
+    return out.float().unsqueeze(1)
+
+
 def parse_faces(parser: ManagedModel, crops: torch.Tensor) -> torch.Tensor:
     """Label every pixel of face crops with a CelebAMask-HQ class.
 

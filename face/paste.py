@@ -12,7 +12,7 @@ import torch
 
 from ..runtime import ManagedModel, Progress, check_interrupted, intermediate_device, torch_device
 from .color import COLOR_MODES, correct_color
-from .masks import DEFAULT_PARSE_CLASSES, MASK_MODES, build_masks, parse_faces
+from .masks import DEFAULT_PARSE_CLASSES, MASK_MODES, box_mask_at, build_masks, parse_faces
 from .records import FaceSet
 from .alignment import compose_affine
 from .warp import common_windows, extract_crops, face_windows, footprints, pixel_chunks, resample, translation
@@ -106,20 +106,27 @@ def paste_faces(
         n = len(chunk)
         restored = crops[idx].to(device, torch.float32)
         labels = parse_faces(parser, restored) if mask_mode != "box" and parser is not None else None
-        masks = build_masks(
-            n, size, pad, mask_mode, erode, feather, labels,
-            parser.model.name if parser is not None else None, parse_classes, device,
-        )
+        masks = None
+        if mask_mode != "box" or color != "none":
+            masks = build_masks(
+                n, size, pad, mask_mode, erode, feather, labels,
+                parser.model.name if parser is not None else None, parse_classes, device,
+            )
         if color != "none":
             original = extract_crops(frames, frame_index[chunk], affines[chunk], size, faces.border, device, out_device=device)
             restored = correct_color(restored, original, color, weight=masks)
-        if opacity < 1.0:
-            masks = masks * opacity
         origins, hc, wc = common_windows(windows[chunk], height, width)
         m = compose_affine(translation(origins, -1.0), inverse[chunk])
         with torch.inference_mode():
             warped = resample(restored, m, (hc, wc), border="edge").clamp_(0, 1)
-            weight = resample(masks, m, (hc, wc), border="black").clamp_(0, opacity)  # no interpolation overshoot
+            if mask_mode == "box":  # evaluated exactly at the image pixels, no mask warp
+                face = size / pad
+                to_crop = compose_affine(affines[chunk], translation(origins, +1.0))
+                weight = box_mask_at(to_crop, hc, wc, size, erode * face, feather * face, device)
+            else:
+                weight = resample(masks, m, (hc, wc), border="black").clamp_(0, 1)  # no interpolation overshoot
+            if opacity < 1.0:
+                weight = weight * opacity
         for j in range(n):
             f, x0, y0 = int(frame_index[chunk[j]]), int(origins[j, 0]), int(origins[j, 1])
             region = image[f, :, y0:y0 + hc, x0:x0 + wc]

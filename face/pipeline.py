@@ -115,7 +115,8 @@ def detect_and_align(
         select: ``"all"``, ``"largest"`` or ``"indices"`` (then ``indices`` such as ``"0,2"``,
             ``"1-3"``: positions in ``order``).
         order: see :data:`~facemend.face.selection.ORDERS`.
-        max_faces: at most this many faces per frame (0 = no limit).
+        max_faces: at most this many faces per frame, first in order (video: this many tracks);
+            0 = no limit.
         crop_size: side of the square crops (512 for GFPGAN/CodeFormer-style restorers).
         padding: facexlib ``crop_ratio`` >= 1: context around the FFHQ face framing.
         border: fill of crop pixels outside the frame (:data:`~facemend.face.records.BORDERS`).

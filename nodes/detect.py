@@ -38,7 +38,7 @@ class FaceMendDetect(NodeDef):
            "'0,2' or '1-3' or '0,2-4'. The preview shows each face's number.", default="0"),
         In("order", "COMBO", "How faces are numbered: area (largest first), left-to-right, top-to-bottom, confidence "
            "(highest first) or center-distance (closest to the centre first).", default="area", options=ORDERS),
-        In("max_faces", "INT", "Keep at most this many faces per frame, first in order (0 = no limit).",
+        In("max_faces", "INT", "Keep at most this many faces per frame, first in order (video: this many tracks; 0 = no limit).",
            default=0, min=0, max=256, step=1),
         In("crop_size", "INT", "Side of the square face crops in pixels (512 for GFPGAN/CodeFormer). Larger crops "
            "are pasted back with antialiasing.", default=512, min=MIN_CROP, max=MAX_CROP, step=8),
