@@ -154,7 +154,7 @@ def forward(
     strength_coarse: float | torch.Tensor = 1.0,
     strength_fine: float | torch.Tensor = 1.0,
     noise: str = "stored",
-    seed: int = 0,
+    seed: int | torch.Tensor = 0,
     face_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Restore aligned faces with a GFP-GAN generator.
@@ -166,7 +166,8 @@ def forward(
         strength, strength_coarse, strength_fine: CS-SFT strengths (floats or ``(B,)`` tensors);
             a level's strength is ``strength * strength_coarse`` (<= 64 px) or ``* strength_fine``.
         noise: ``"stored"`` (checkpoint buffers, deterministic) or ``"random"`` (seeded).
-        seed: base seed for ``noise="random"``; face ``k`` uses ``seed + face_index[k]``.
+        seed: base seed for ``noise="random"``; face ``k`` uses ``seed + face_index[k]``. A ``(B,)``
+            tensor gives each face its seed directly (exact up to 2**24 when it came as float32).
         face_index: ``(B,)`` global indices of these faces in the whole batch (default ``0..B-1``).
 
     Returns:
@@ -184,8 +185,12 @@ def forward(
     strengths = level_strengths(size, strength, strength_coarse, strength_fine)
     noise_list = None
     if noise == "random":
-        idx = face_index.tolist() if face_index is not None else range(b)
-        noise_list = seeded_noise(size, [int(seed) + int(i) for i in idx], device=x.device)
+        if isinstance(seed, torch.Tensor) and seed.ndim > 0:  # per-face seeds given directly
+            seeds = [int(s) for s in seed.tolist()]
+        else:
+            idx = face_index.tolist() if face_index is not None else range(b)
+            seeds = [int(seed) + int(i) for i in idx]
+        noise_list = seeded_noise(size, seeds, device=x.device)
     y = module(inp * 2 - 1, strengths=strengths, noise=noise_list)
     y = (y + 1) / 2
     if (h, w) != (size, size):
