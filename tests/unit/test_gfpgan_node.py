@@ -223,4 +223,4 @@ def test_per_face_seed_tensor_is_each_faces_seed(model, crops) -> None:
     with torch.inference_mode():
         both = model(x, noise="random", seed=torch.tensor([11.0, 3.0]))
         second = model(x[1:], noise="random", seed=3)
-    assert (both[1:] - second).abs().max().item() <= 1e-6
+    assert (both[1:] - second).abs().max().item() <= 1e-5

@@ -393,4 +393,4 @@ def test_face_noise_depends_on_face_index_not_on_batching(small_clean) -> None:
         whole = model(batch, noise="random", seed=9)
         second = model(x01, noise="random", seed=9, face_index=torch.tensor([1.0]))
     assert (whole[0] - whole[1]).abs().max() > 1e-3  # two faces, two noise draws
-    assert (whole[1:] - second).abs().max().item() <= 1e-6
+    assert (whole[1:] - second).abs().max().item() <= 1e-5
