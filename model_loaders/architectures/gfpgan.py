@@ -224,7 +224,7 @@ SPECS: list[ArchSpec] = [
         forward=forward,
         licence=LICENCE,
         controls=_CONTROLS,
-        memory_per_pixel=4096.0,
+        memory_per_pixel=2048.0,
     ),
     ArchSpec(
         id="gfpgan_bilinear",

@@ -40,7 +40,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facemend.model_loaders import load_model
+from facemend.model_loaders import RestorationModel, load_model
 from fm_testing.weights import GOLDEN_DIR, load_layout, seeded_state_dict
 
 TOL = 1e-4
@@ -394,3 +394,44 @@ def test_face_noise_depends_on_face_index_not_on_batching(small_clean) -> None:
         second = model(x01, noise="random", seed=9, face_index=torch.tensor([1.0]))
     assert (whole[0] - whole[1]).abs().max() > 1e-3  # two faces, two noise draws
     assert (whole[1:] - second).abs().max().item() <= 1e-5
+
+
+# --------------------------------------------------------------------------- reduced precision
+
+
+def _tiny(arch: str) -> RestorationModel:
+    from facemend.archs.gfpgan import GFPGANv1, GFPGANv1Clean
+
+    if arch == "gfpgan_clean":
+        module = GFPGANv1Clean(out_size=64, channel_multiplier=1, narrow=0.25)
+    else:
+        module = GFPGANv1(out_size=64, channel_multiplier=1 if arch == "gfpgan_v1" else 2, narrow=0.25,
+                          resample="fir" if arch == "gfpgan_v1" else "bilinear")
+    layout = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    model = load_model(seeded_state_dict(layout, 77, gfpgan_override(arch != "gfpgan_clean")))
+    assert model.arch == arch
+    return model
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("arch", ["gfpgan_clean", "gfpgan_v1", "gfpgan_bilinear"])
+def test_autocast_reduced_precision_is_finite_and_close(arch: str, dtype: torch.dtype, face_crop: torch.Tensor) -> None:
+    model = _tiny(arch)
+    x = face_crop[..., ::8, ::8]
+    with torch.inference_mode():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=dtype):
+            y = model(x)
+    diff = (y.float() - ref).abs()
+    assert torch.isfinite(y).all() and diff.max() > 0  # it really ran in reduced precision
+    assert diff.mean() < 0.01 and diff.max() < 0.15, (diff.mean(), diff.max())
+
+
+def test_original_runs_with_bf16_weights(face_crop: torch.Tensor) -> None:
+    model = _tiny("gfpgan_v1")
+    x = face_crop[..., ::8, ::8]
+    with torch.inference_mode():
+        ref = model(x)
+        model.module.to(torch.bfloat16)  # FIR kernels (non-persistent buffers) follow the module
+        y = model(x.to(torch.bfloat16))
+    assert y.dtype == torch.bfloat16 and (y.float() - ref).abs().mean() < 0.02
