@@ -63,8 +63,15 @@ class FaceMendCSSFTModulate(NodeDef):
         "(they are resized to 512 and back); output has the input's size and order."
     )
     INPUTS = (
-        In("crops", "IMAGE", tooltip="Aligned square face crops, e.g. from 'FaceMend Detect'. Values in [0, 1]; an empty batch passes through."),
-        In("model", "FACEMEND_MODEL", tooltip="A GFP-GAN model from 'FaceMend Load Model' (GFPGANv1.pth, GFPGANCleanv1-NoCE-C2.pth, GFPGANv1.3.pth, GFPGANv1.4.pth)."),
+        In(
+            "crops", "IMAGE",
+            tooltip="Aligned square face crops, e.g. from 'FaceMend Detect'. Values in [0, 1]; an empty batch passes through.",
+        ),
+        In(
+            "model", "FACEMEND_MODEL",
+            tooltip="A GFP-GAN model from 'FaceMend Load Model' (GFPGANv1.pth, GFPGANCleanv1-NoCE-C2.pth, GFPGANv1.3.pth, "
+            "GFPGANv1.4.pth).",
+        ),
         In(
             "strength", "FLOAT", default=1.0, min=0.0, max=3.0, step=0.05,
             tooltip="How strongly the crop's spatial features steer the StyleGAN2 prior. 0 = prior alone (smooth, generic), "
@@ -101,6 +108,15 @@ class FaceMendCSSFTModulate(NodeDef):
         noise: str = "stored",
         seed: int = 0,
     ) -> NodeResult:
+        """Restore ``crops`` (IMAGE ``(B, S, S, C)`` in ``[0, 1]``) with ``model`` (a gfpgan-family ``ManagedModel``).
+
+        Returns:
+            IMAGE ``(B, S, S, 3)`` float32 in ``[0, 1]``, same order; an empty batch comes back empty.
+
+        Raises:
+            ValueError: a model of another family, bad controls, non-square crops or values far
+                outside ``[0, 1]`` (e.g. 0-255).
+        """
         require_family(model, "gfpgan", cls.DISPLAY_NAME)
         if noise not in NOISE_CHOICES:
             raise ValueError(f"{cls.DISPLAY_NAME}: noise must be one of {NOISE_CHOICES}, got {noise!r}.")
@@ -124,7 +140,10 @@ class FaceMendCSSFTModulate(NodeDef):
             y = restore_batch(model, x, controls=controls, per_item={"face_index": list(range(b))}, progress=progress)
         finally:
             progress.close()
-        lines = [f"{b} face(s), {model.model.arch}, strength {strength:g} (coarse x{strength_coarse:g}, fine x{strength_fine:g}), noise {noise}"]
+        lines = [
+            f"{b} face(s), {model.model.arch}, strength {strength:g} "
+            f"(coarse x{strength_coarse:g}, fine x{strength_fine:g}), noise {noise}"
+        ]
         size = model.model.spec.input_size
         if size is not None and (h, w) != (size, size):
             lines.append(f"{w}x{h} crops were resized to {size} and back")
