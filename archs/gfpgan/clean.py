@@ -78,7 +78,7 @@ class StyleConv(nn.Module):
         out = self.modulated_conv(x, style) * 2**0.5
         out = out + self.weight * noise
         out = out + self.bias
-        return F.leaky_relu(out, 0.2)
+        return F.leaky_relu_(out, 0.2)  # in place on our own fresh tensor, as the official code
 
 
 class ToRGB(nn.Module):
@@ -110,9 +110,9 @@ class ResBlock(nn.Module):
         self.scale_factor = 0.5 if mode == "down" else 2.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.leaky_relu(self.conv1(x), 0.2)
+        out = F.leaky_relu_(self.conv1(x), 0.2)
         out = F.interpolate(out, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
-        out = F.leaky_relu(self.conv2(out), 0.2)
+        out = F.leaky_relu_(self.conv2(out), 0.2)
         x = F.interpolate(x, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
         return out + self.skip(x)
 
@@ -127,7 +127,7 @@ class StyleGAN2DecoderClean(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [NormStyleCode()]
         for _ in range(num_mlp):
-            layers += [nn.Linear(num_style_feat, num_style_feat), nn.LeakyReLU(0.2)]
+            layers += [nn.Linear(num_style_feat, num_style_feat), nn.LeakyReLU(0.2, inplace=True)]
         self.style_mlp = nn.Sequential(*layers)
         ch = stylegan_channels(channel_multiplier, narrow)
         self.constant_input = ConstantInput(ch[4])
@@ -204,10 +204,12 @@ class GFPGANv1Clean(GFPGANBase):
             ch = unet[2**i]
             sft_ch = ch if sft_half else ch * 2
             for heads in (self.condition_scale, self.condition_shift):
-                heads.append(nn.Sequential(nn.Conv2d(ch, ch, 3, 1, 1), nn.LeakyReLU(0.2), nn.Conv2d(ch, sft_ch, 3, 1, 1)))
+                heads.append(
+                    nn.Sequential(nn.Conv2d(ch, ch, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(ch, sft_ch, 3, 1, 1))
+                )
 
     def encode_first(self, x: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(self.conv_body_first(x), 0.2)
+        return F.leaky_relu_(self.conv_body_first(x), 0.2)
 
     def encode_final(self, feat: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(self.final_conv(feat), 0.2)
+        return F.leaky_relu_(self.final_conv(feat), 0.2)

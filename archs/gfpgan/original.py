@@ -154,7 +154,8 @@ class ScaledLeakyReLU(nn.Module):
         self.negative_slope = negative_slope
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(x, self.negative_slope) * math.sqrt(2)
+        out = F.leaky_relu(x, self.negative_slope)
+        return out.mul_(math.sqrt(2)) if not torch.is_grad_enabled() else out * math.sqrt(2)
 
 
 class ConvLayer(nn.Sequential):

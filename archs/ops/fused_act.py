@@ -37,6 +37,8 @@ def fused_leaky_relu(
     """
     if bias is not None:
         x = x + bias.to(x.dtype).view(1, -1, *([1] * (x.ndim - 2)))
+        if not torch.is_grad_enabled():  # x is our own temporary: skip two full-size allocations
+            return F.leaky_relu_(x, negative_slope).mul_(scale)
     return F.leaky_relu(x, negative_slope) * scale
 
 
