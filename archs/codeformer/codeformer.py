@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops.vq import working_layout
 from .vqgan import CODE_DIM, Codebook, Encoder, Generator, ResBlock
 
 #: Feature-map width at each fusion resolution.
@@ -190,7 +191,7 @@ class CodeFormer(nn.Module):
             quant = adaptive_instance_norm(quant, lq_feat.to(quant.dtype))
         fuse = bool((w > 0).any()) if isinstance(w, torch.Tensor) else w > 0
         fuse_after = {GENERATOR_FUSE[s]: s for s in self.connect_list} if fuse else {}
-        out = quant.to(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) else quant.contiguous()
+        out = quant.contiguous(memory_format=torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
         for i, block in enumerate(self.generator.blocks):
             out = block(out)
             size = fuse_after.get(i)
@@ -210,7 +211,7 @@ class CodeFormer(nn.Module):
             ``(B, 3, 512, 512)`` RGB in ``[0, 1]``. The inpainting model keeps every input pixel that
             is not pure white and fills the pure-white ones (the official masked composite).
         """
-        x = (x * 2 - 1).contiguous(memory_format=torch.channels_last)
+        x = working_layout(x * 2 - 1)
         if self.variant == "restore":
             out = self(x, w=fidelity, adain=True)
         elif self.variant == "colorization":

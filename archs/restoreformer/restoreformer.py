@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.vq import group_norm, map_attention, norm_swish, pad_downsample, upsample_conv
+from ..ops.vq import group_norm, map_attention, norm_swish, pad_downsample, upsample_conv, working_layout
 
 
 class ResnetBlock(nn.Module):
@@ -258,5 +258,5 @@ class RestoreFormer(nn.Module):
 
     def restore(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` RGB in ``[0, 1]`` -> restored RGB in ``[0, 1]`` (``x`` is not modified)."""
-        out = self(x * 2 - 1)
+        out = self(working_layout(x * 2 - 1))
         return ((out.float() + 1) / 2).clamp_(0, 1)
