@@ -143,8 +143,9 @@ def soften(mask: torch.Tensor, erode: float, feather: float) -> torch.Tensor:
     ``feather`` is the edge's 10-90 % width in pixels (a Gaussian of sigma ``feather / 2.56``).
     """
     r = int(round(erode))
-    if r > 0:
-        mask = -F.max_pool2d(-mask, 2 * r + 1, stride=1, padding=r)  # min-filter (kornia's erosion is far slower)
+    if r > 0:  # min-filter with a square element, as two 1-D passes (kornia's erosion is far slower)
+        mask = -F.max_pool2d(-mask, (2 * r + 1, 1), stride=1, padding=(r, 0))
+        mask = -F.max_pool2d(-mask, (1, 2 * r + 1), stride=1, padding=(0, r))
     sigma = feather / 2.56
     if sigma > 0.3:
         k = 2 * int(math.ceil(3 * sigma)) + 1
