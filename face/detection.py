@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import batched_nms
 
-from ..runtime import ManagedModel, check_interrupted, chunk_size_for, is_oom
+from ..runtime import ManagedModel, Progress, check_interrupted, chunk_size_for, is_oom
 from ..runtime.memory import empty_cache
 
 log = logging.getLogger("facemend")
@@ -190,7 +190,7 @@ def detect_frames(
     max_side: int = DEFAULT_MAX_SIDE,
     frame_ids: list[int] | None = None,
     max_chunk: int = 8,
-    progress: object | None = None,
+    progress: Progress | None = None,
 ) -> list[Detections]:
     """Run RetinaFace over frames in memory-sized chunks.
 
@@ -246,7 +246,7 @@ def detect_frames(
             continue
         results.extend(dets)
         if progress is not None:
-            progress.update(len(chunk_ids))  # type: ignore[attr-defined]
+            progress.update(len(chunk_ids))
         i += len(chunk_ids)
     return results
 

@@ -95,17 +95,19 @@ def box_mask_at(points_to_crop: torch.Tensor, height: int, width: int, size: int
         ``(n, 1, height, width)`` float32 in ``[0, 1]``; 0 outside the crop.
     """
     a = points_to_crop.to(device=device, dtype=torch.float64)
-    ys = torch.arange(height, dtype=torch.float64, device=device).view(1, -1, 1)
-    xs = torch.arange(width, dtype=torch.float64, device=device).view(1, 1, -1)
-    per_px = (a[:, 0, 0] ** 2 + a[:, 1, 0] ** 2).sqrt().view(-1, 1, 1)  # crop px per window px
-    width_px = torch.clamp(torch.full_like(per_px, feather), min=per_px)
-    out = torch.ones(a.shape[0], height, width, dtype=torch.float64, device=device)
+    ys = torch.arange(height, dtype=torch.float32, device=device).view(1, -1, 1)
+    xs = torch.arange(width, dtype=torch.float32, device=device).view(1, 1, -1)
+    per_px = (a[:, 0, 0] ** 2 + a[:, 1, 0] ** 2).sqrt()  # crop px per window px
+    ramp = torch.clamp(per_px, min=feather).float().view(-1, 1, 1)
+    out = torch.ones(a.shape[0], 1, height, width, dtype=torch.float32, device=device)
     for row in (0, 1):
-        u = a[:, row, 0].view(-1, 1, 1) * xs + a[:, row, 1].view(-1, 1, 1) * ys + a[:, row, 2].view(-1, 1, 1)
+        # distance to the crop edge; window coordinates are small, so float32 is exact enough
+        c = a[:, row].float()
+        u = c[:, 0].view(-1, 1, 1) * xs + (c[:, 1].view(-1, 1, 1) * ys + c[:, 2].view(-1, 1, 1))
         d = torch.minimum(u + 0.5, size - 0.5 - u)
-        t = ((d - erode) / width_px).clamp(0, 1)
-        out = out * (t * t * (3 - 2 * t))
-    return out.float().unsqueeze(1)
+        t = d.sub_(erode).div_(ramp).clamp_(0, 1)
+        out[:, 0].mul_(t * t * (3 - 2 * t))
+    return out
 
 
 def parse_faces(parser: ManagedModel, crops: torch.Tensor) -> torch.Tensor:
@@ -143,8 +145,9 @@ def soften(mask: torch.Tensor, erode: float, feather: float) -> torch.Tensor:
     ``feather`` is the edge's 10-90 % width in pixels (a Gaussian of sigma ``feather / 2.56``).
     """
     r = int(round(erode))
-    if r > 0:
-        mask = -F.max_pool2d(-mask, 2 * r + 1, stride=1, padding=r)  # min-filter (kornia's erosion is far slower)
+    if r > 0:  # min-filter with a square element, as two 1-D passes (kornia's erosion is far slower)
+        mask = -F.max_pool2d(-mask, (2 * r + 1, 1), stride=1, padding=(r, 0))
+        mask = -F.max_pool2d(-mask, (1, 2 * r + 1), stride=1, padding=(0, r))
     sigma = feather / 2.56
     if sigma > 0.3:
         k = 2 * int(math.ceil(3 * sigma)) + 1

@@ -61,7 +61,7 @@ def paste_faces(
     parser: ManagedModel | None = None,
     parse_classes: tuple[str, ...] = DEFAULT_PARSE_CLASSES,
     device: torch.device | None = None,
-    max_batch_pixels: int = 16 * 1024 * 1024,
+    max_batch_pixels: int = 4 * 1024 * 1024,
     progress: Progress | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Blend ``crops`` into ``frames`` at the faces' positions. See :func:`facemend.face.pipeline.paste_back`."""
