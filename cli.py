@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("inputs", nargs="+", type=Path, help="input images (png/jpg/webp)")
     s.add_argument("-o", "--output", type=Path, required=True, help="output directory")
     s.add_argument("--model", required=True, help="official model name (downloaded if missing) or a checkpoint path")
-    s.add_argument("--detector", default="detection_Resnet50_Final.pth", help="facexlib detector file name or path")
+    s.add_argument("--detector", default="retinaface_resnet50", choices=["retinaface_resnet50", "retinaface_mobile0.25"],
+                   help="face detector (facexlib RetinaFace; its file is downloaded into the facedetection folder if missing)")
     s.add_argument("--fidelity", type=float, default=0.5, help="codebook models: 0 = quality, 1 = fidelity")
     s.add_argument("--strength", type=float, default=1.0, help="GFPGAN models: CS-SFT modulation strength")
     s.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"], help="compute precision")

@@ -1,1 +1,21 @@
-"""Face geometry: detection adapters, alignment, selection, masks, paste-back, colour transfer."""
+"""Face geometry: detection adapters, alignment, selection, masks, paste-back, colour transfer.
+
+Public entry points (used by the Detect, Paste Back and Restore Faces nodes):
+
+* :func:`~facemend.face.models.load_face_models` -> :class:`~facemend.face.models.FaceModels`
+  (``FACEMEND_DETECTOR``);
+* :func:`~facemend.face.pipeline.detect_and_align` -> crops + :class:`~facemend.face.records.FaceSet`
+  (``FACEMEND_FACES``);
+* :func:`~facemend.face.pipeline.paste_back` -> image + blend mask;
+* :func:`~facemend.face.pipeline.rgb_view`: a ComfyUI IMAGE as a zero-copy ``(B, 3, H, W)`` view.
+
+Modules: ``models`` (files, downloads, facexlib networks), ``detection`` (batched RetinaFace),
+``selection``, ``tracking`` (video), ``alignment`` (FFHQ template), ``warp`` (antialiased kornia
+warps in face windows), ``masks``, ``color``, ``paste``, ``preview``, ``records``, ``pipeline``.
+"""
+
+from .models import FaceModels, load_face_models
+from .pipeline import DetectResult, detect_and_align, paste_back, rgb_view
+from .records import FaceSet
+
+__all__ = ["DetectResult", "FaceModels", "FaceSet", "detect_and_align", "load_face_models", "paste_back", "rgb_view"]

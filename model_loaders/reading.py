@@ -30,6 +30,12 @@ CONTAINER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "g_ema")
 #: Prefixes stripped when *every* key carries them (DataParallel, Lightning, RestoreFormer).
 STRIP_PREFIXES = ("module.", "netG.", "vqvae.")
 
+#: Lightning sub-module prefixes stripped from the keys that carry them even when other keys do not:
+#: RestoreFormer's Lightning checkpoints keep the network under ``vqvae.`` beside training-only
+#: modules (``loss.*``). The remaining keys are left for the architecture's ``prepare`` hook, which
+#: drops the ones it knows to be training-only and refuses anything else.
+PARTIAL_STRIP_PREFIXES = ("vqvae.",)
+
 # Safetensors dtype names -> bytes per element, to validate header offsets.
 _SAFETENSORS_ITEMSIZE = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
@@ -196,7 +202,21 @@ def unwrap_state_dict(raw: object, source: str = "<state dict>") -> StateDict:
     sd = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not sd:
         raise UnsupportedModelError(f"{source}: contains no tensors; it is not a model checkpoint.")
-    return strip_common_prefixes(sd)
+    return strip_partial_prefixes(strip_common_prefixes(sd))
+
+
+def strip_partial_prefixes(sd: StateDict) -> StateDict:
+    """Strip :data:`PARTIAL_STRIP_PREFIXES` from the keys that carry them (other keys kept as they are).
+
+    Nothing is renamed when a stripped name would collide with an existing key.
+    """
+    for prefix in PARTIAL_STRIP_PREFIXES:
+        if not any(k.startswith(prefix) for k in sd):
+            continue
+        renamed = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in sd.items()}
+        if len(renamed) == len(sd):
+            sd = renamed
+    return sd
 
 
 def strip_common_prefixes(sd: StateDict) -> StateDict:

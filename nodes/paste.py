@@ -1,7 +1,71 @@
-"""Nodes of the 'paste' stage (filled in by its issue)."""
+"""FaceMend Paste Back: blend restored crops into the original frames (thin node over ``face.pipeline``)."""
 
 from __future__ import annotations
 
-from .spec import NodeDef
+from typing import Any
 
-NODES: list[type[NodeDef]] = []
+from ..face.color import COLOR_MODES
+from ..face.masks import MASK_MODES
+from ..face.models import FaceModels
+from ..face.pipeline import check_finite, paste_back, rgb_view
+from ..face.records import FaceSet
+from ..runtime import Progress
+from .spec import In, NodeDef, NodeResult, Out
+
+
+class FaceMendPasteBack(NodeDef):
+    NODE_ID = "FaceMendPasteBack"
+    DISPLAY_NAME = "FaceMend Paste Back"
+    CATEGORY = "FaceMend/face"
+    DESCRIPTION = (
+        "Blends face crops (restored by any node) back into the image they were cut from by 'FaceMend Detect', with a "
+        "soft mask, optional colour correction and antialiased warping. Outputs the image and the blend mask; frames "
+        "without faces pass through unchanged."
+    )
+    INPUTS = (
+        In("image", "IMAGE", "The image batch that went into 'FaceMend Detect' (or a uniformly resized copy)."),
+        In("crops", "IMAGE", "Face crops to paste, one per detected face in the same order and size (e.g. restored)."),
+        In("faces", "FACEMEND_FACES", "The faces output of 'FaceMend Detect'."),
+        In("mask", "COMBO", "Blend mask: box (feathered square), parsing (face parts from the parser) or "
+           "box+parsing (parts with the box's soft edge, never a hard edge at the crop border).", default="box",
+           options=MASK_MODES),
+        In("feather", "FLOAT", "Width of the mask's soft edge, as a fraction of the face size.", default=0.1,
+           min=0.0, max=1.0, step=0.01),
+        In("erode", "FLOAT", "Shrink the mask inwards by this fraction of the face size before feathering.",
+           default=0.05, min=0.0, max=0.5, step=0.01),
+        In("color_correction", "COMBO", "Match the crop's colours to the original face: none, adain (mean and "
+           "contrast), wavelet (low frequencies from the original) or histogram.", default="none", options=COLOR_MODES),
+        In("opacity", "FLOAT", "How strongly the crops replace the original (1 = fully).", default=1.0, min=0.0,
+           max=1.0, step=0.01),
+        In("parse_classes", "STRING", "Parsing masks: face parts to include, comma-separated, from skin, brows, eyes, "
+           "nose, mouth, hair, ears, neck.", default="skin, brows, eyes, nose, mouth"),
+        In("detector", "FACEMEND_DETECTOR", "Needed for parsing masks: a detector loaded with a parser "
+           "(bisenet or parsenet).", optional=True),
+    )
+    OUTPUTS = (
+        Out("IMAGE", "image", "The image with the crops blended in."),
+        Out("MASK", "mask", "Where and how much the crops were blended (0 = original pixel, untouched)."),
+    )
+
+    @classmethod
+    def execute(cls, **kw: Any) -> NodeResult:
+        faces = kw["faces"]
+        if not isinstance(faces, FaceSet):
+            raise ValueError("FaceMend Paste Back: 'faces' must come from 'FaceMend Detect'.")
+        models = kw.get("detector")
+        if models is not None and not isinstance(models, FaceModels):
+            raise ValueError("FaceMend Paste Back: 'detector' must come from 'FaceMend Load Face Detector'.")
+        frames = rgb_view(kw["image"])
+        crops = rgb_view(kw["crops"], "crops", allow_empty=True)
+        check_finite(frames)
+        progress = Progress(max(len(faces), 1), "FaceMend paste")
+        image, mask = paste_back(
+            frames, crops, faces, mask=kw.get("mask", "box"), erode=kw.get("erode", 0.05),
+            feather=kw.get("feather", 0.1), color=kw.get("color_correction", "none"), opacity=kw.get("opacity", 1.0),
+            models=models, parse_classes=kw.get("parse_classes", "skin, brows, eyes, nose, mouth"), progress=progress,
+        )
+        progress.close()
+        return NodeResult((image.permute(0, 2, 3, 1), mask))
+
+
+NODES: list[type[NodeDef]] = [FaceMendPasteBack]

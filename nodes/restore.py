@@ -1,7 +1,147 @@
-"""Nodes of the 'restore' stage (filled in by its issue)."""
+"""Codebook Restore: CodeFormer, RestoreFormer, RestoreFormer++ and VQFR on aligned face crops."""
 
 from __future__ import annotations
 
-from .spec import NodeDef
+import logging
+import math
+import re
+from typing import Any
 
-NODES: list[type[NodeDef]] = []
+import torch
+
+from .. import runtime
+from .images import bchw_to_image, image_to_bchw
+from .spec import In, NodeDef, NodeResult, Out
+
+log = logging.getLogger("facemend")
+
+FIDELITY = "fidelity"
+
+
+def parse_fidelity_list(text: str | None) -> list[float] | None:
+    """``"0.3, 0.7"`` -> ``[0.3, 0.7]``; empty/blank -> ``None``.
+
+    Values are separated by commas (or whitespace/semicolons) and must lie in ``[0, 1]``.
+
+    Raises:
+        ValueError: an entry that is not a number, or out of range (the message names it).
+    """
+    if text is None or not text.strip():
+        return None
+    parts = [p for p in re.split(r"[,;\s]+", text.strip()) if p]
+    values: list[float] = []
+    for i, part in enumerate(parts, start=1):
+        try:
+            v = float(part)
+        except ValueError:
+            raise ValueError(
+                f"FaceMend Codebook Restore: per_face_fidelity entry {i} ({part!r}) is not a number; "
+                "write numbers between 0 and 1 separated by commas, e.g. '0.3, 0.7'."
+            ) from None
+        if not math.isfinite(v) or not 0.0 <= v <= 1.0:
+            raise ValueError(f"FaceMend Codebook Restore: per_face_fidelity entry {i} is {part}; each value must be between 0 and 1.")
+        values.append(v)
+    return values
+
+
+class FaceMendCodebookRestore(NodeDef):
+    """Restore aligned face crops with a codebook-prior model (CodeFormer, RestoreFormer(++), VQFR)."""
+
+    NODE_ID = "FaceMendCodebookRestore"
+    DISPLAY_NAME = "FaceMend Codebook Restore"
+    CATEGORY = "FaceMend/restore"
+    DESCRIPTION = (
+        "Restores aligned square face crops with a codebook (VQ) face prior: CodeFormer, RestoreFormer, "
+        "RestoreFormer++ or VQFR, loaded with 'FaceMend Load Model'. 'fidelity' trades quality (0, trust "
+        "the learned face codebook) for faithfulness to the input (1); it drives CodeFormer's w and "
+        "VQFR v2's fidelity ratio and does not apply to the other models. CodeFormer's colorization and "
+        "inpainting checkpoints are recognised and run as their official scripts do (inpainting fills "
+        "pure-white pixels). Crops of any square size are resized to 512 and back."
+    )
+    INPUTS = (
+        In("crops", "IMAGE", tooltip="Aligned square face crops (e.g. the crops output of 'FaceMend Detect'); a batch restores several faces."),
+        In(
+            "model",
+            "FACEMEND_MODEL",
+            tooltip="A codebook restorer from 'FaceMend Load Model' (CodeFormer, RestoreFormer, RestoreFormer++, VQFR). "
+            "GFPGAN models go to 'FaceMend CS-SFT Modulate'.",
+        ),
+        In(
+            "fidelity",
+            "FLOAT",
+            default=0.5,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            tooltip="0 = highest quality (rely on the codebook), 1 = closest to the input face. CodeFormer's w, VQFR v2's "
+            "fidelity ratio. Not applicable to RestoreFormer, RestoreFormer++ and VQFR v1 (ignored, noted in the log); "
+            "CodeFormer colorization/inpainting use their fixed official values.",
+        ),
+        In(
+            "per_face_fidelity",
+            "STRING",
+            default="",
+            optional=True,
+            tooltip="Optional: one fidelity per crop, comma-separated in batch order (e.g. '0.3, 0.7' for two faces). "
+            "Overrides 'fidelity'; a single value applies to every crop. Leave empty to use 'fidelity'.",
+        ),
+    )
+    OUTPUTS = (Out("IMAGE", "crops", "The restored crops: same count, size and order as the input crops."),)
+
+    @classmethod
+    def execute(cls, **kwargs: Any) -> NodeResult:
+        crops: torch.Tensor = kwargs["crops"]
+        managed = kwargs["model"]
+        fidelity = float(kwargs.get("fidelity", 0.5))
+        runtime.require_family(managed, "codebook", cls.DISPLAY_NAME)
+        if not math.isfinite(fidelity) or not 0.0 <= fidelity <= 1.0:
+            raise ValueError(f"{cls.DISPLAY_NAME}: fidelity must be between 0 and 1, got {fidelity}.")
+        per_face = parse_fidelity_list(kwargs.get("per_face_fidelity"))
+        x = image_to_bchw(crops, "crops")
+        b, _, h, w = x.shape
+        if b == 0:  # no faces upstream: pass the empty batch through
+            return NodeResult((crops,), {"text": ["no face crops: nothing to restore"]})
+        if h != w:
+            raise ValueError(
+                f"{cls.DISPLAY_NAME}: crops must be square face crops; got {w}x{h}. Use the crops from 'FaceMend Detect' "
+                "or crop the image to a square first."
+            )
+        if per_face is not None and len(per_face) not in (1, b):
+            raise ValueError(
+                f"{cls.DISPLAY_NAME}: per_face_fidelity has {len(per_face)} values for {b} crops; give one value per crop "
+                "(in batch order) or a single value."
+            )
+        model = managed.model
+        controls: dict[str, float] = {}
+        per_item: dict[str, list[float]] = {}
+        note = cls._fidelity_note(model, fidelity, per_face)
+        if note is None:  # fidelity drives this model
+            if per_face is not None and len(per_face) == b and b > 1:
+                per_item[FIDELITY] = per_face
+            else:
+                controls[FIDELITY] = per_face[0] if per_face is not None else fidelity
+            note = f"{model.spec.display_name}: fidelity " + (", ".join(f"{v:g}" for v in per_face) if per_face else f"{fidelity:g}")
+        else:
+            log.info("FaceMend: %s", note)
+
+        progress = runtime.Progress(b, desc=cls.DISPLAY_NAME)
+        try:
+            out = runtime.restore_batch(managed, x, controls=controls, per_item=per_item, progress=progress)
+        finally:
+            progress.close()
+        return NodeResult((bchw_to_image(out),), {"text": [note]})
+
+    @staticmethod
+    def _fidelity_note(model: Any, fidelity: float, per_face: list[float] | None) -> str | None:
+        """``None`` when the fidelity control drives ``model``; otherwise why it is ignored."""
+        name = model.spec.display_name
+        if FIDELITY not in model.spec.controls:
+            return f"fidelity does not apply to {name} ({model.arch}); the value is ignored"
+        fixed = getattr(model.module, "fixed_controls", {}).get(FIDELITY)
+        if fixed is not None:
+            variant = getattr(model.module, "variant", "this checkpoint")
+            return f"{name} {variant} model: fidelity is fixed at {fixed:g} as in the official inference; the value is ignored"
+        return None
+
+
+NODES: list[type[NodeDef]] = [FaceMendCodebookRestore]

@@ -17,9 +17,15 @@ _NAMED = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 matrix instructions (AVX-512 BF16 / AMX)."""
+    """True when this CPU has native bf16 arithmetic (AVX-512 BF16 or AMX).
+
+    oneDNN can *emulate* bf16 on any AVX-512 CPU (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``
+    is then True), but emulated bf16 convolutions and matmuls run 2.5-4x slower than fp32, so only
+    the native instructions count here.
+    """
+    cpu = getattr(torch, "cpu", None)
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
     except (AttributeError, RuntimeError):
         return False
 
@@ -28,23 +34,25 @@ def resolve_dtype(policy: str, device: torch.device, *, fp16_safe: bool = True) 
     """Turn a user's precision choice into a compute dtype for ``device``.
 
     Args:
-        policy: ``"auto"``, ``"fp32"``, ``"fp16"`` or ``"bf16"``.
+        policy: ``"auto"``, ``"fp32"``, ``"fp16"`` or ``"bf16"``. On the CPU, ``auto`` picks bf16
+            only with native bf16 instructions; an explicit ``bf16`` is always honoured.
         device: where the model runs.
         fp16_safe: False for networks known to overflow in fp16; ``auto`` then prefers bf16/fp32.
 
     Returns:
-        ``torch.float32``, ``torch.float16`` or ``torch.bfloat16``. Explicit choices the device
-        cannot do (fp16 on CPU, bf16 on a CPU without it) fall back to fp32 with a log note.
+        ``torch.float32``, ``torch.float16`` or ``torch.bfloat16``. fp16 on the CPU falls back to
+        fp32 with a log note.
     """
     if policy not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {policy!r}")
     if device.type == "cpu":
-        if policy == "bf16" or policy == "auto":
-            if cpu_supports_bf16():
-                return torch.bfloat16
-            if policy == "bf16":
-                log.info("FaceMend: this CPU has no native bf16; running in fp32")
-        elif policy == "fp16":
+        if policy == "bf16":
+            if not cpu_supports_bf16():
+                log.info("FaceMend: this CPU has no native bf16 (AVX-512 BF16/AMX); bf16 runs emulated and slower than fp32")
+            return torch.bfloat16
+        if policy == "auto" and cpu_supports_bf16():
+            return torch.bfloat16
+        if policy == "fp16":
             log.info("FaceMend: fp16 is not useful on the CPU; running in fp32")
         return torch.float32
     if policy != "auto":

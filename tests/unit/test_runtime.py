@@ -34,9 +34,10 @@ def test_resolve_dtype() -> None:
     cpu = torch.device("cpu")
     assert runtime.resolve_dtype("fp32", cpu) == torch.float32
     assert runtime.resolve_dtype("fp16", cpu) == torch.float32  # not useful on CPU
-    expected = torch.bfloat16 if runtime.cpu_supports_bf16() else torch.float32
-    assert runtime.resolve_dtype("auto", cpu) == expected
-    assert runtime.resolve_dtype("bf16", cpu) == expected
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert runtime.cpu_supports_bf16() == native
+    assert runtime.resolve_dtype("auto", cpu) == (torch.bfloat16 if native else torch.float32)
+    assert runtime.resolve_dtype("bf16", cpu) == torch.bfloat16  # an explicit choice is honoured
     with pytest.raises(ValueError):
         runtime.resolve_dtype("int8", cpu)
 

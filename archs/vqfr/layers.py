@@ -1,0 +1,191 @@
+"""Building blocks shared by VQFR v1 and v2 (official state-dict names kept).
+
+All modules take and return float feature maps ``(B, C, H, W)``; they run in fp32, fp16 or
+bf16 autocast. Deformable convolution always samples in fp32 (see ``archs.ops.deform_conv``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ops.deform_conv import modulated_deform_conv2d
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """The 32-group normalisation (eps 1e-6) used throughout VQFR."""
+    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
+
+
+def norm_act(channels: int) -> list[nn.Module]:
+    """``[GroupNorm, SiLU]``, the pre-activation used before VQFR's convolutions."""
+    return [group_norm(channels), nn.SiLU(inplace=True)]
+
+
+class ResnetBlock(nn.Module):
+    """Pre-activation residual block: ``x + conv2(silu(gn2(conv1(silu(gn1(x))))))``.
+
+    Args:
+        in_ch, out_ch: channels; a 1x1 projection maps the skip path when they differ.
+        shortcut_name: state-dict name of that projection: ``"shortcut_conv"`` (v1, absent when
+            channels match) or ``"residual_func"`` (v2).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, shortcut_name: str = "shortcut_conv") -> None:
+        super().__init__()
+        self.norm1 = group_norm(in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.norm2 = group_norm(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self._shortcut_name = shortcut_name
+        if in_ch != out_ch:
+            setattr(self, shortcut_name, nn.Conv2d(in_ch, out_ch, 1))
+        elif shortcut_name == "residual_func":  # v2 keeps an (empty) Identity module
+            self.residual_func = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x), inplace=True))
+        h = self.conv2(F.silu(self.norm2(h), inplace=True))
+        skip = getattr(self, self._shortcut_name, None)
+        return (skip(x) if skip is not None else x) + h
+
+
+class AttnBlock(nn.Module):
+    """Single-head spatial self-attention over all ``H * W`` positions (v2), via SDPA."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = group_norm(channels)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.k = nn.Conv2d(channels, channels, 1)
+        self.v = nn.Conv2d(channels, channels, 1)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        y = self.norm(x)
+        q, k, v = (m(y).flatten(2).transpose(1, 2).unsqueeze(1) for m in (self.q, self.k, self.v))  # (B, 1, HW, C)
+        a = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(C)) v
+        a = a.squeeze(1).transpose(1, 2).reshape(b, c, h, w)
+        return x + self.proj_out(a)
+
+
+class Resample(nn.Module):
+    """v1's bilinear resize by an integer ``factor`` with a 3x3 conv (none when ``factor == 1``).
+
+    ``"up"``: conv, then bilinear x factor. ``"down"``: bilinear / factor, then conv.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, factor: int, direction: str) -> None:
+        super().__init__()
+        if direction not in ("up", "down"):
+            raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
+        self.factor = factor
+        self.direction = direction
+        if factor != 1:
+            self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.factor == 1:
+            return x
+        h, w = x.shape[-2:]
+        if self.direction == "up":
+            return F.interpolate(self.conv(x), size=(h * self.factor, w * self.factor), mode="bilinear", align_corners=False)
+        size = (int(h / self.factor), int(w / self.factor))
+        return self.conv(F.interpolate(x, size=size, mode="bilinear", align_corners=False))
+
+
+class ModulatedDeformConv(nn.Module):
+    """DCNv2 whose offsets and masks come from a separate feature map (``forward(x, feat)``).
+
+    State dict: ``weight (O, C, k, k)``, ``bias (O,)``, ``conv_offset`` (``C -> 3 * G * k * k``).
+    The offset conv's output splits into thirds ``(o1, o2, m)``: offsets ``cat(o1, o2)`` in
+    torchvision's layout and modulation ``sigmoid(m)``.
+
+    ``use_torchvision`` (instance attribute, not saved): ``None`` = torchvision's operator when
+    importable, ``False`` = the pure-PyTorch fallback (for comparisons and benchmarks).
+    """
+
+    use_torchvision: bool | None = None
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, padding: int, deformable_groups: int) -> None:
+        super().__init__()
+        self.padding = padding
+        self.weight = nn.Parameter(torch.zeros(out_ch, in_ch, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_ch))
+        self.conv_offset = nn.Conv2d(in_ch, deformable_groups * 3 * kernel_size * kernel_size, kernel_size, padding=padding)
+
+    def forward(self, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        o1, o2, m = torch.chunk(self.conv_offset(feat), 3, dim=1)
+        offset = torch.cat((o1, o2), dim=1)
+        mask = torch.sigmoid(m.float())
+        return modulated_deform_conv2d(
+            x, offset, mask, self.weight, self.bias, padding=self.padding, use_torchvision=self.use_torchvision
+        )
+
+
+class TextureWarping(nn.Module):
+    """Texture warping module: warps texture-branch features toward the degraded input.
+
+    Offsets are predicted from the input features (resized to this level) concatenated with the
+    texture features, refined with the previous level's (upsampled) offsets, then drive a DCNv2
+    over the texture features.
+
+    Args:
+        channel: texture feature channels at this level.
+        cond_channels: channels of the input-feature map (``inpfeat_extraction`` output).
+        downscale: this level's resolution divisor (``2 ** level``).
+        deformable_groups: DCN offset groups.
+        previous_offset_channel: channels of the coarser level's offsets (0 at the coarsest).
+        learned_downsample: v1 resizes the input features with :class:`Resample` (bilinear + conv,
+            ``downsample`` in the state dict); v2 only resizes them bilinearly.
+    """
+
+    def __init__(
+        self,
+        channel: int,
+        cond_channels: int,
+        downscale: int,
+        deformable_groups: int,
+        previous_offset_channel: int,
+        learned_downsample: bool,
+    ) -> None:
+        super().__init__()
+        self.downscale = downscale
+        self.learned_downsample = learned_downsample
+        if learned_downsample:
+            self.downsample = Resample(cond_channels, cond_channels, downscale, "down")
+        self.offset_conv1 = nn.Sequential(
+            nn.Conv2d(channel + cond_channels, channel, 1),
+            *norm_act(channel),
+            nn.Conv2d(channel, channel, 7, padding=3, groups=channel),
+            *norm_act(channel),
+            nn.Conv2d(channel, channel, 1),
+        )
+        self.offset_conv2 = nn.Sequential(
+            nn.Conv2d(channel + previous_offset_channel, channel, 3, padding=1), *norm_act(channel)
+        )
+        self.dcn = ModulatedDeformConv(channel, channel, 3, 1, deformable_groups)
+
+    def forward(
+        self, x_main: torch.Tensor, inpfeat: torch.Tensor, previous_offset: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(warped features (B, channel, h, w), offset features (B, channel, h, w))``."""
+        if self.learned_downsample:
+            cond = self.downsample(inpfeat)
+        elif self.downscale != 1:
+            h, w = inpfeat.shape[-2:]
+            cond = F.interpolate(inpfeat, size=(h // self.downscale, w // self.downscale), mode="bilinear", align_corners=False)
+        else:
+            cond = inpfeat  # a same-size bilinear resize is the identity
+        offset = self.offset_conv1(torch.cat([cond.to(x_main.dtype), x_main], dim=1))
+        if previous_offset is not None:
+            offset = torch.cat([offset, previous_offset.to(offset.dtype)], dim=1)
+        offset = self.offset_conv2(offset)
+        return self.dcn(x_main, offset), offset
+
+
+def upsample_offset(offset: torch.Tensor) -> torch.Tensor:
+    """Bring the coarser level's offset features to the next level: bilinear x2, values x2."""
+    return F.interpolate(offset, scale_factor=2, mode="bilinear", align_corners=False) * 2

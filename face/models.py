@@ -1,0 +1,228 @@
+"""Face detector and face-parsing models: files, downloads, construction (socket ``FACEMEND_DETECTOR``).
+
+Networks are facexlib's classes, built directly (never through facexlib's ``init_*_model``
+helpers, which download into facexlib's package folder and move the module to a fixed device).
+Weights are looked up in the ``facedetection`` model folder under facexlib's file names; a file
+that is present is read from disk and nothing touches the network. A missing file is downloaded
+from facexlib's official release URL by :func:`fetch_model_file`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..model_loaders import UnsupportedModelError, read_checkpoint
+from ..runtime import ManagedModel, find_model, folder_paths_for
+
+log = logging.getLogger("facemend")
+
+FOLDER = "facedetection"
+_RELEASES = "https://github.com/xinntao/facexlib/releases/download"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A facexlib release file: its name in the ``facedetection`` folder and its official URL."""
+
+    filename: str
+    url: str
+
+
+#: Detector choice -> file (URLs as in ``facexlib/detection/__init__.py``).
+DETECTOR_FILES: dict[str, ModelFile] = {
+    "retinaface_resnet50": ModelFile("detection_Resnet50_Final.pth", f"{_RELEASES}/v0.1.0/detection_Resnet50_Final.pth"),
+    "retinaface_mobile0.25": ModelFile(
+        "detection_mobilenet0.25_Final.pth", f"{_RELEASES}/v0.1.0/detection_mobilenet0.25_Final.pth"
+    ),
+}
+
+#: Parser choice -> file (URLs as in ``facexlib/parsing/__init__.py``).
+PARSER_FILES: dict[str, ModelFile] = {
+    "bisenet": ModelFile("parsing_bisenet.pth", f"{_RELEASES}/v0.2.0/parsing_bisenet.pth"),
+    "parsenet": ModelFile("parsing_parsenet.pth", f"{_RELEASES}/v0.2.2/parsing_parsenet.pth"),
+}
+
+DETECTORS = tuple(DETECTOR_FILES)
+PARSERS = ("none", *PARSER_FILES)
+
+
+@dataclass
+class RetinaFaceNet:
+    """A loaded RetinaFace: ``name`` (``retinaface_resnet50`` / ``retinaface_mobile0.25``) and its module."""
+
+    name: str
+    module: nn.Module
+    source: str = "<state dict>"
+
+    def __repr__(self) -> str:
+        return f"RetinaFaceNet({self.name}, {self.source})"
+
+
+@dataclass
+class ParsingNet:
+    """A loaded face-parsing network: ``name`` (``bisenet`` / ``parsenet``) and its module."""
+
+    name: str
+    module: nn.Module
+    source: str = "<state dict>"
+
+    def __repr__(self) -> str:
+        return f"ParsingNet({self.name}, {self.source})"
+
+
+@dataclass
+class FaceModels:
+    """What ``FaceMend Load Face Detector`` outputs: a managed detector and an optional managed parser."""
+
+    detector: ManagedModel
+    parser: ManagedModel | None = None
+
+    @property
+    def detector_name(self) -> str:
+        return self.detector.model.name
+
+    @property
+    def parser_name(self) -> str:
+        return self.parser.model.name if self.parser is not None else "none"
+
+    def __repr__(self) -> str:
+        return f"FaceModels(detector={self.detector_name}, parser={self.parser_name})"
+
+
+def build_retinaface(name: str) -> nn.Module:
+    """An untrained facexlib RetinaFace for ``name``, on the CPU, in eval mode."""
+    from facexlib.detection.retinaface import RetinaFace
+
+    network = {"retinaface_resnet50": "resnet50", "retinaface_mobile0.25": "mobile0.25"}[name]
+    with warnings.catch_warnings():  # torchvision warns about facexlib's `pretrained=False`
+        warnings.simplefilter("ignore", UserWarning)
+        net = RetinaFace(network_name=network, half=False, phase="test", device=torch.device("cpu"))
+    return net.eval()
+
+
+def build_parser(name: str) -> nn.Module:
+    """An untrained facexlib parsing network (19 CelebAMask-HQ classes), on the CPU, in eval mode."""
+    if name == "bisenet":
+        from facexlib.parsing.bisenet import BiSeNet
+
+        return BiSeNet(num_class=19).eval()
+    if name == "parsenet":
+        from facexlib.parsing.parsenet import ParseNet
+
+        return ParseNet(in_size=512, out_size=512, parsing_ch=19).eval()
+    raise ValueError(f"unknown face parser {name!r}; choose one of {', '.join(PARSER_FILES)}")
+
+
+def _load_strict(module: nn.Module, sd: dict[str, torch.Tensor], what: str, source: str) -> nn.Module:
+    try:
+        module.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        own = module.state_dict()
+        missing = [k for k in own if k not in sd]
+        unexpected = [k for k in sd if k not in own]
+        raise UnsupportedModelError(
+            f"{source}: is not a {what} checkpoint ({len(missing)} missing keys {missing[:4]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:4]}; {str(e).strip().splitlines()[-1][:200]}). "
+            "Use facexlib's release file of that name."
+        ) from None
+    return module.float().eval().requires_grad_(False)
+
+
+def load_retinaface(source: str | Path | dict[str, torch.Tensor], name: str) -> RetinaFaceNet:
+    """Load RetinaFace ``name`` from a file (or state dict) with ``strict=True``.
+
+    ``module.`` prefixes (DataParallel saves) are stripped; legacy CUDA pickles load on the CPU.
+    """
+    if name not in DETECTOR_FILES:
+        raise ValueError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTOR_FILES)}")
+    label = str(source) if not isinstance(source, dict) else "<state dict>"
+    sd = read_checkpoint(source) if not isinstance(source, dict) else dict(source)
+    if isinstance(source, dict):
+        from ..model_loaders import unwrap_state_dict
+
+        sd = unwrap_state_dict(sd, label)
+    module = _load_strict(build_retinaface(name), sd, name, label)
+    return RetinaFaceNet(name=name, module=module, source=label)
+
+
+def load_parsing(source: str | Path | dict[str, torch.Tensor], name: str) -> ParsingNet:
+    """Load face parser ``name`` (``bisenet`` / ``parsenet``) from a file or state dict, ``strict=True``."""
+    label = str(source) if not isinstance(source, dict) else "<state dict>"
+    if isinstance(source, dict):
+        from ..model_loaders import unwrap_state_dict
+
+        sd = unwrap_state_dict(dict(source), label)
+    else:
+        sd = read_checkpoint(source)
+    module = _load_strict(build_parser(name), sd, name, label)
+    return ParsingNet(name=name, module=module, source=label)
+
+
+def fetch_model_file(file: ModelFile) -> Path:
+    """Download a missing facexlib file into the ``facedetection`` folder and return its path.
+
+    Goes through the shared downloader (atomic ``.part`` + rename, sha256 recorded).
+    """
+    try:
+        from ..model_loaders.download import download_model
+    except ImportError:  # the shared downloader is not available in this build
+        raise FileNotFoundError(
+            f"FaceMend: {file.filename} is missing and cannot be downloaded here. Download it from {file.url} "
+            f"and put it in the facedetection model folder."
+        ) from None
+    return download_model(file.filename, FOLDER, file.url)
+
+
+def model_path(file: ModelFile, allow_download: bool = True) -> Path:
+    """Path of ``file`` in the ``facedetection`` folder; downloaded only when it is not there.
+
+    Raises:
+        FileNotFoundError: missing and ``allow_download`` is false (the message says where to put it).
+    """
+    found = find_model(FOLDER, file.filename)
+    if found is not None:
+        return found
+    if not allow_download:
+        where = ", ".join(str(p) for p in folder_paths_for(FOLDER))
+        raise FileNotFoundError(
+            f"FaceMend: {file.filename} is not in the facedetection model folder ({where}). "
+            f"Download it from {file.url} and put it there."
+        )
+    log.info("FaceMend: %s not found; downloading it from %s", file.filename, file.url)
+    return fetch_model_file(file)
+
+
+def load_face_models(
+    detector: str = "retinaface_resnet50",
+    parser: str = "none",
+    allow_download: bool = True,
+    device: torch.device | None = None,
+) -> FaceModels:
+    """Load a detector (and optionally a parser) by name from the ``facedetection`` folder.
+
+    Args:
+        detector: one of :data:`DETECTORS`.
+        parser: one of :data:`PARSERS` (``"none"`` for no parsing net).
+        allow_download: fetch missing files from facexlib's official URLs.
+        device: compute device override (default: ComfyUI's / the best available).
+
+    Returns:
+        :class:`FaceModels` whose networks are wrapped in ``runtime.ManagedModel`` (ComfyUI's
+        ModelPatcher inside ComfyUI).
+    """
+    if detector not in DETECTOR_FILES:
+        raise ValueError(f"unknown face detector {detector!r}; choose one of {', '.join(DETECTORS)}")
+    if parser not in PARSERS:
+        raise ValueError(f"unknown face parser {parser!r}; choose one of {', '.join(PARSERS)}")
+    det = load_retinaface(model_path(DETECTOR_FILES[detector], allow_download), detector)
+    managed_parser = None
+    if parser != "none":
+        par = load_parsing(model_path(PARSER_FILES[parser], allow_download), parser)
+        managed_parser = ManagedModel(par, module=par.module, device=device, precision="fp32")
+    return FaceModels(ManagedModel(det, module=det.module, device=device, precision="fp32"), managed_parser)

@@ -1,0 +1,92 @@
+"""``facemend restore``: detect, restore and paste back the faces in image files (no ComfyUI).
+
+The same library calls as the nodes: ``face.pipeline.detect_and_align`` -> ``runtime.restore_batch``
+-> ``face.pipeline.paste_back``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger("facemend")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def read_rgb(path: Path) -> torch.Tensor:
+    """Image file -> ``(1, 3, H, W)`` RGB float32 in ``[0, 1]`` (8- or 16-bit, grey or RGB(A))."""
+    import cv2
+
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise ValueError(f"{path}: not a readable image")
+    scale = 65535.0 if data.dtype == np.uint16 else 255.0
+    if data.ndim == 2:
+        data = cv2.cvtColor(data, cv2.COLOR_GRAY2RGB)
+    elif data.shape[2] == 4:
+        data = cv2.cvtColor(data, cv2.COLOR_BGRA2RGB)
+    else:
+        data = cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
+    return torch.from_numpy(data.astype(np.float32) / scale).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def write_rgb(path: Path, image: torch.Tensor) -> None:
+    """``(1, 3, H, W)`` or ``(3, H, W)`` RGB in ``[0, 1]`` -> 8-bit image file."""
+    import cv2
+
+    arr = image.reshape(-1, *image.shape[-2:]).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)):
+        raise ValueError(f"{path}: could not write the image (unsupported extension?)")
+
+
+def load_restorer(name_or_path: str, precision: str):  # noqa: ANN201 - returns runtime.ManagedModel
+    """A checkpoint path, or an official file name found in / downloaded into its model folder."""
+    from .model_loaders import ensure_known_model, load_model
+    from .runtime import ManagedModel
+
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = ensure_known_model(name_or_path)
+    return ManagedModel(load_model(path), precision=precision)
+
+
+def restore_files(args: argparse.Namespace) -> int:
+    """Run the restore command; returns the exit status (1 if any input failed)."""
+    from .face.models import load_face_models
+    from .face.pipeline import detect_and_align, paste_back
+    from .model_loaders import DownloadError, UnsupportedModelError
+    from .runtime import controls_for, restore_batch
+
+    try:
+        managed = load_restorer(args.model, args.precision)
+        controls = controls_for(managed.model, fidelity=args.fidelity, strength=args.strength)
+        faces_models = load_face_models(args.detector)
+    except (UnsupportedModelError, DownloadError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"model: {managed.model.describe()}")
+    status = 0
+    for src in args.inputs:
+        try:
+            frames = read_rgb(src)
+            det = detect_and_align(faces_models, frames, threshold=args.threshold)
+            if det.crops.shape[0] == 0:
+                log.warning("FaceMend: no face found in %s; writing it unchanged", src)
+                result = frames
+            else:
+                restored = restore_batch(managed, det.crops, controls=controls)
+                result, _ = paste_back(frames, restored, det.faces)
+            out = args.output / (src.stem + ".png")
+            write_rgb(out, result)
+            print(f"{src} -> {out} ({det.crops.shape[0]} face(s))")
+        except (ValueError, OSError) as e:
+            print(f"error: {src}: {e}", file=sys.stderr)
+            status = 1
+    return status
