@@ -188,7 +188,7 @@ function attach(node) {
     hideOnZoom: false,
     getValue: () => "",
     setValue: () => {},
-    getMinHeight: () => 52,
+    getMinHeight: () => 60,
     getMaxHeight: () => 80,
   });
   infoWidget.serialize = false; // not part of the saved workflow's widgets_values either
