@@ -195,3 +195,21 @@ def test_core_nodes_json_is_small_and_sorted() -> None:
     text = CORE_NODES_FILE.read_text()
     assert len(text) < 60_000
     assert json.loads(text) == json.loads(json.dumps(json.loads(text), sort_keys=True))
+
+
+def test_widget_order_of_released_nodes_only_grows_at_the_end() -> None:
+    """Saved workflows store widget values by position. ``tests/data/widget_order.json`` records
+    each node's widgets as released; a node may only gain widgets after them. (Required widgets
+    come before optional ones, so a widget added to a node that has optional widgets must itself
+    be optional, or it shifts them.) When a node is added, record it there."""
+    recorded = json.loads((Path(__file__).resolve().parents[1] / "data" / "widget_order.json").read_text())
+    current = {
+        node_id: [name if kind == "value" else f"{kind}:{name}" for kind, name in widget_slots(schema)]
+        for node_id, schema in facemend_schemas().items()
+    }
+    assert set(current) == set(recorded), "record new nodes in tests/data/widget_order.json"
+    for node_id, widgets in recorded.items():
+        assert current[node_id][: len(widgets)] == widgets, (
+            f"{node_id}: widgets were {widgets}, now {current[node_id]}: old workflows would load values into the "
+            "wrong widgets. Keep the released order and add new widgets at the end (as optional inputs)."
+        )
