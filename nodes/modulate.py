@@ -48,6 +48,32 @@ def check_crop_range(x: torch.Tensor) -> tuple[torch.Tensor, str | None]:
     return x, None
 
 
+def cs_sft_controls(
+    count: int,
+    strength: float = 1.0,
+    strength_coarse: float = 1.0,
+    strength_fine: float = 1.0,
+    noise: str = "stored",
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """The CS-SFT widgets as ``runtime.restore_batch`` controls for ``count`` crops.
+
+    Shared by CS-SFT Modulate and Restore Faces (one mapping for both nodes).
+
+    Returns:
+        ``(controls, per_item)``: controls for every crop, and each crop's ``face_index`` (so a
+        face's random noise does not depend on how the batch is chunked).
+    """
+    controls = {
+        "strength": float(strength),
+        "strength_coarse": float(strength_coarse),
+        "strength_fine": float(strength_fine),
+        "noise": noise,
+        "seed": int(seed),
+    }
+    return controls, {"face_index": list(range(count))}
+
+
 class FaceMendCSSFTModulate(NodeDef):
     """Restore aligned face crops with GFP-GAN, with control over its CS-SFT modulation."""
 
@@ -128,16 +154,10 @@ class FaceMendCSSFTModulate(NodeDef):
         if b == 0:
             return NodeResult((bchw_to_image(x),), ui={"text": ["no faces: nothing to restore"]})
         x, note = check_crop_range(x)
-        controls = {
-            "strength": float(strength),
-            "strength_coarse": float(strength_coarse),
-            "strength_fine": float(strength_fine),
-            "noise": noise,
-            "seed": int(seed),
-        }
+        controls, per_item = cs_sft_controls(b, strength, strength_coarse, strength_fine, noise, seed)
         progress = Progress(b, desc="FaceMend CS-SFT")
         try:
-            y = restore_batch(model, x, controls=controls, per_item={"face_index": list(range(b))}, progress=progress)
+            y = restore_batch(model, x, controls=controls, per_item=per_item, progress=progress)
         finally:
             progress.close()
         lines = [

@@ -44,6 +44,50 @@ def parse_fidelity_list(text: str | None) -> list[float] | None:
     return values
 
 
+def fidelity_note(model: Any, fidelity: float, per_face: list[float] | None = None) -> str | None:
+    """``None`` when the fidelity control drives ``model``; otherwise why it is ignored."""
+    name = model.spec.display_name
+    if FIDELITY not in model.spec.controls:
+        return f"fidelity does not apply to {name} ({model.arch}); the value is ignored"
+    fixed = getattr(model.module, "fixed_controls", {}).get(FIDELITY)
+    if fixed is not None:
+        variant = getattr(model.module, "variant", "this checkpoint")
+        return f"{name} {variant} model: fidelity is fixed at {fixed:g} as in the official inference; the value is ignored"
+    return None
+
+
+def fidelity_controls(
+    model: Any, fidelity: float, per_face: list[float] | None, count: int
+) -> tuple[dict[str, float], dict[str, list[float]], str]:
+    """The fidelity widget(s) as ``runtime.restore_batch`` controls for ``count`` crops.
+
+    Shared by Codebook Restore and Restore Faces (one mapping for both nodes).
+
+    Args:
+        model: the ``RestorationModel`` (a codebook model).
+        fidelity: the widget value in ``[0, 1]``.
+        per_face: optional per-crop values (length 1 or ``count``), overriding ``fidelity``.
+        count: number of crops.
+
+    Returns:
+        ``(controls, per_item, note)``: keyword controls for every crop, per-crop controls, and a
+        line for the UI. When fidelity does not drive ``model``, both dicts are empty and the note
+        (also logged) says why.
+    """
+    controls: dict[str, float] = {}
+    per_item: dict[str, list[float]] = {}
+    note = fidelity_note(model, fidelity, per_face)
+    if note is not None:
+        log.info("FaceMend: %s", note)
+        return controls, per_item, note
+    if per_face is not None and len(per_face) == count and count > 1:
+        per_item[FIDELITY] = per_face
+    else:
+        controls[FIDELITY] = per_face[0] if per_face is not None else fidelity
+    values = ", ".join(f"{v:g}" for v in per_face) if per_face else f"{fidelity:g}"
+    return controls, per_item, f"{model.spec.display_name}: fidelity {values}"
+
+
 class FaceMendCodebookRestore(NodeDef):
     """Restore aligned face crops with a codebook-prior model (CodeFormer, RestoreFormer(++), VQFR)."""
 
@@ -111,37 +155,13 @@ class FaceMendCodebookRestore(NodeDef):
                 f"{cls.DISPLAY_NAME}: per_face_fidelity has {len(per_face)} values for {b} crops; give one value per crop "
                 "(in batch order) or a single value."
             )
-        model = managed.model
-        controls: dict[str, float] = {}
-        per_item: dict[str, list[float]] = {}
-        note = cls._fidelity_note(model, fidelity, per_face)
-        if note is None:  # fidelity drives this model
-            if per_face is not None and len(per_face) == b and b > 1:
-                per_item[FIDELITY] = per_face
-            else:
-                controls[FIDELITY] = per_face[0] if per_face is not None else fidelity
-            note = f"{model.spec.display_name}: fidelity " + (", ".join(f"{v:g}" for v in per_face) if per_face else f"{fidelity:g}")
-        else:
-            log.info("FaceMend: %s", note)
-
+        controls, per_item, note = fidelity_controls(managed.model, fidelity, per_face, b)
         progress = runtime.Progress(b, desc=cls.DISPLAY_NAME)
         try:
             out = runtime.restore_batch(managed, x, controls=controls, per_item=per_item, progress=progress)
         finally:
             progress.close()
         return NodeResult((bchw_to_image(out),), {"text": [note]})
-
-    @staticmethod
-    def _fidelity_note(model: Any, fidelity: float, per_face: list[float] | None) -> str | None:
-        """``None`` when the fidelity control drives ``model``; otherwise why it is ignored."""
-        name = model.spec.display_name
-        if FIDELITY not in model.spec.controls:
-            return f"fidelity does not apply to {name} ({model.arch}); the value is ignored"
-        fixed = getattr(model.module, "fixed_controls", {}).get(FIDELITY)
-        if fixed is not None:
-            variant = getattr(model.module, "variant", "this checkpoint")
-            return f"{name} {variant} model: fidelity is fixed at {fixed:g} as in the official inference; the value is ignored"
-        return None
 
 
 NODES: list[type[NodeDef]] = [FaceMendCodebookRestore]

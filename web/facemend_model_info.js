@@ -6,6 +6,11 @@
 // route GET /facemend/model_info?kind=...&name=..., which only reads files listed in that model
 // folder. Only official extension hooks are used; per-node handlers are chained on the node
 // instance, never on a prototype.
+//
+// Controls that the connected model does not take are greyed out: a fidelity/strength widget on a
+// node whose `model` input comes from a loader is disabled and relabelled "(n/a: <model>)" when
+// the route's `controls` for the loader's file do not include it. The value is kept (it is still
+// saved and sent; the node ignores it and says so in the log).
 
 const { app } = window.comfyAPI.app;
 const { api } = window.comfyAPI.api;
@@ -13,6 +18,14 @@ const { api } = window.comfyAPI.api;
 const EXTENSION = "FaceMend.ModelInfo";
 const INFO_WIDGET = "facemend_model_info";
 const INFO_KINDS = new Set(["facerestore_models", "refusion"]);
+
+/** Widgets that are model controls: node type -> {widget name: control it drives}. A widget is
+ * applicable when the model-info `controls` of the model wired into the node include it. */
+export const CONTROL_WIDGETS = {
+  FaceMendCodebookRestore: { fidelity: "fidelity", per_face_fidelity: "fidelity" },
+  FaceMendCSSFTModulate: { strength: "strength" },
+  FaceMendRestoreFaces: { fidelity: "fidelity", strength: "strength" },
+};
 
 /** nodeType name -> [[inputName, kind], ...] for node types with model-file combos. */
 const modelInputsByType = new Map();
@@ -42,6 +55,70 @@ export function formatModelInfo(info) {
   ];
   if (info.status) lines.push(info.status);
   return lines.join("\n");
+}
+
+/**
+ * Which control widgets of a `nodeType` node do not apply to the model described by `info`.
+ * Returns a Map widget name -> label suffix; empty when nothing is known (no info, an error,
+ * a node type without control widgets), so nothing is greyed out on a guess.
+ */
+export function inapplicableControls(nodeType, info) {
+  const marks = new Map();
+  const widgets = CONTROL_WIDGETS[nodeType];
+  if (!widgets || !info || info.error || !Array.isArray(info.controls)) return marks;
+  for (const [widget, control] of Object.entries(widgets)) {
+    if (!info.controls.includes(control)) marks.set(widget, `n/a: ${info.display_name ?? info.arch}`);
+  }
+  return marks;
+}
+
+/** The node feeding `node`'s `model` input (through links), or null. */
+function modelSource(node) {
+  const slot = node.inputs?.findIndex((input) => input.name === "model") ?? -1;
+  if (slot < 0 || node.inputs[slot].link == null) return null;
+  return node.getInputNode?.(slot) ?? null;
+}
+
+/** Grey out (disable and relabel) the control widgets of `node` that its model does not take. */
+export function markControls(node) {
+  const type = node.comfyClass ?? node.type;
+  if (!CONTROL_WIDGETS[type]) return;
+  const marks = inapplicableControls(type, modelSource(node)?.facemendModelInfo);
+  let changed = false;
+  for (const widget of node.widgets ?? []) {
+    if (!(widget.name in CONTROL_WIDGETS[type])) continue;
+    const reason = marks.get(widget.name);
+    const marked = widget.facemendNotApplicable ?? null;
+    if (reason === marked || (reason === undefined && marked === null)) continue;
+    if (reason) {
+      if (marked === null) widget.facemendLabel = widget.label;
+      widget.label = `${widget.name} (${reason})`;
+      widget.disabled = true;
+      widget.facemendNotApplicable = reason;
+    } else {
+      widget.label = widget.facemendLabel;
+      widget.disabled = false;
+      widget.facemendNotApplicable = null;
+    }
+    changed = true;
+  }
+  if (changed) node.setDirtyCanvas?.(true, true);
+}
+
+/** Update the control widgets of every node fed by `loader`'s outputs. */
+function markConsumers(loader) {
+  for (let slot = 0; slot < (loader.outputs?.length ?? 0); slot++) {
+    for (const target of loader.getOutputNodes?.(slot) ?? []) markControls(target);
+  }
+}
+
+function watchConnections(node) {
+  const previous = node.onConnectionsChange;
+  node.onConnectionsChange = function (...args) {
+    const result = previous?.apply(this, args);
+    markControls(node);
+    return result;
+  };
 }
 
 async function fetchModelInfo(kind, name) {
@@ -75,6 +152,7 @@ function setInfo(node, state, text, info) {
   el.textContent = text;
   node.facemendModelInfo = info ?? null; // for other extensions and tests
   node.setDirtyCanvas?.(true, true);
+  markConsumers(node);
 }
 
 async function refresh(node) {
@@ -110,7 +188,7 @@ function attach(node) {
     hideOnZoom: false,
     getValue: () => "",
     setValue: () => {},
-    getMinHeight: () => 52,
+    getMinHeight: () => 60,
     getMaxHeight: () => 80,
   });
   infoWidget.serialize = false; // not part of the saved workflow's widgets_values either
@@ -136,10 +214,12 @@ app.registerExtension({
   },
   nodeCreated(node) {
     attach(node);
+    if (CONTROL_WIDGETS[node.comfyClass ?? node.type]) watchConnections(node);
   },
   loadedGraphNode(node) {
     attach(node);
     refresh(node);
+    markControls(node);
   },
   async refreshComboInNodes() {
     // Model lists were re-read (R): a file may have appeared, gone or changed.

@@ -9,9 +9,10 @@ The server is isolated from the user's ComfyUI:
 - ``--base-directory`` is a temporary folder: its ``custom_nodes/`` holds only this checkout
   (linked as ``comfyui-facemend``) and the test-only probe pack; input, output, temp and user
   folders are fresh; so is its database; API nodes are disabled.
-- ``--extra-model-paths-config`` maps ``facerestore_models``, ``facedetection`` and ``refusion``
-  to temporary folders; the real RetinaFace weights (``../shared/weights``) are copied into
-  ``facedetection`` as ``detection_mobilenet0.25_Final.pth`` when present.
+- ``--extra-model-paths-config`` maps ``facerestore_models``, ``facedetection``, ``refusion`` and
+  ``checkpoints`` (for the SD examples, ``COMFYUI_SD_CHECKPOINT``) to temporary folders; the
+  real RetinaFace weights (``../shared/weights``) are copied into ``facedetection`` as
+  ``detection_mobilenet0.25_Final.pth`` when present.
 
 Every request goes to 127.0.0.1 on the port the server was started with; every wait has a
 deadline.
@@ -39,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 ARTIFACTS = HERE / "artifacts"
 PACK_FOLDER = "comfyui-facemend"  # the custom_nodes folder name the server sees
-MODEL_KINDS = ("facerestore_models", "facedetection", "refusion")
+MODEL_KINDS = ("facerestore_models", "facedetection", "refusion", "checkpoints")
 RETINAFACE_FILE = "detection_mobilenet0.25_Final.pth"
 FACE_IMAGE = "fm_astronaut.png"  # written into the server's input folder
 START_TIMEOUT_S = float(os.environ.get("COMFYUI_START_TIMEOUT", "240"))

@@ -11,7 +11,12 @@ What it checks, in the page ComfyUI serves:
    through the widget (the architecture when a registered architecture's layout is available
    under ``tests/golden``, otherwise the server's readable error), identical to the route's answer;
 3. after a run, a FaceMend node's preview carries numbered face boxes, drawn where the node's
-   ``facemend_faces`` say.
+   ``facemend_faces`` say;
+4. every example workflow is listed and served by ComfyUI's template route (with its thumbnail),
+   loads without missing nodes, and the frontend's own API conversion (``graphToPrompt``) equals
+   ``fm_testing.workflows.ui_to_api``, which the live tests use to run them;
+5. in the one-node example, the control CodeFormer does not take (strength) is greyed out;
+6. a workflow saved before a widget existed (one value fewer) loads with that widget's default.
 
 Screenshots go to ``tests/integration/artifacts/`` (git-ignored).
 """
@@ -321,3 +326,88 @@ def test_face_boxes_are_drawn_on_the_preview(browser: CDP, comfy, probe_model: s
     browser.evaluate("window.comfyAPI.app.app.canvas.setDirty(true, true)")
     time.sleep(0.5)
     assert browser.screenshot(ARTIFACTS / "browser_face_boxes.png").stat().st_size > 10_000
+
+
+# --- example workflows ----------------------------------------------------------------------
+
+
+def _load_graph(browser: CDP, workflow: dict[str, Any]) -> dict[str, Any]:
+    """Load a UI workflow as the template browser does; report node types the frontend lacks."""
+    return browser.evaluate(f"""(async () => {{
+        const app = window.comfyAPI.app.app, LG = window.LiteGraph;
+        const wf = {json.dumps(workflow)};
+        app.clean?.();
+        await app.loadGraphData(wf, true, true, 'facemend-test');
+        const nodes = app.graph.nodes;
+        return {{
+            count: nodes.length,
+            missing: nodes.filter((n) => !LG.registered_node_types[n.type] || n.has_errors).map((n) => n.type),
+            types: nodes.map((n) => n.type).sort(),
+        }} }})()""")
+
+
+def test_example_workflows_load_without_missing_nodes_and_convert_like_the_frontend(browser: CDP, comfy) -> None:  # noqa: ANN001
+    from fm_testing.workflows import example_paths, load_workflow, ui_to_api
+
+    listed = comfy.get("/api/workflow_templates").json().get("comfyui-facemend", [])
+    assert sorted(listed) == sorted(p.stem for p in example_paths())
+    schemas = comfy.object_info(refresh=True)
+    _open_comfyui(browser, comfy)
+    for path in example_paths():
+        served = comfy.get(f"/api/workflow_templates/comfyui-facemend/{path.name}")
+        assert served.status_code == 200
+        workflow = served.json()
+        assert workflow == load_workflow(path)
+        thumb = comfy.get(f"/api/workflow_templates/comfyui-facemend/{path.stem}.jpg")
+        assert thumb.status_code == 200 and thumb.content[:3] == b"\xff\xd8\xff"
+        state = _load_graph(browser, workflow)
+        assert state["missing"] == [], (path.name, state)
+        assert state["count"] == len(workflow["nodes"]), (path.name, state)
+        theirs = browser.evaluate("window.comfyAPI.app.app.graphToPrompt().then((p) => p.output)")
+        mine = ui_to_api(workflow, schemas)
+        for entry in (*theirs.values(), *mine.values()):
+            entry.pop("_meta", None)
+        assert theirs == mine, path.name
+
+
+def test_one_node_example_greys_out_the_control_its_model_does_not_take(browser: CDP, comfy) -> None:  # noqa: ANN001
+    from fm_testing.workflows import EXAMPLES_DIR, load_workflow
+
+    _open_comfyui(browser, comfy)
+    workflow = load_workflow(EXAMPLES_DIR / "facemend_restore_faces_one_node.json")
+    assert _load_graph(browser, workflow)["missing"] == []
+    # codeformer.pth (or, when not in the folder, its catalog entry) takes fidelity, not strength
+    widgets = browser.wait_for("""(() => {
+        const node = window.comfyAPI.app.app.graph.nodes.find((n) => n.type === 'FaceMendRestoreFaces');
+        const w = (name) => node.widgets.find((x) => x.name === name);
+        return w('strength').disabled ? { strength: [w('strength').disabled, w('strength').label],
+                                          fidelity: [!!w('fidelity').disabled, w('fidelity').label ?? 'fidelity'] } : null })()""",
+        timeout=60, what="the strength widget greyed out")
+    assert widgets["strength"] == [True, "strength (n/a: CodeFormer)"]
+    assert widgets["fidelity"] == [False, "fidelity"]
+    prompt = browser.evaluate("window.comfyAPI.app.app.graphToPrompt().then((p) => p.output)")
+    restore = next(v for v in prompt.values() if v["class_type"] == "FaceMendRestoreFaces")
+    assert restore["inputs"]["strength"] == 1.0, "a greyed-out value is still saved and sent"
+    browser.evaluate("""(() => { const app = window.comfyAPI.app.app; app.canvas.ds.scale = 0.8;
+        app.canvas.ds.offset = [60, 40]; app.canvas.setDirty(true, true); return true })()""")
+    time.sleep(0.5)
+    assert browser.screenshot(ARTIFACTS / "browser_example_one_node.png").stat().st_size > 10_000
+
+
+def test_workflow_from_an_older_version_with_fewer_widgets_still_loads(browser: CDP, comfy) -> None:  # noqa: ANN001
+    """Saved before 'opacity' (the last widget) existed: the saved values stay where they were and
+    the new widget gets its default, so the prompt the frontend sends is complete."""
+    import copy
+
+    from fm_testing.workflows import EXAMPLES_DIR, load_workflow
+
+    workflow = copy.deepcopy(load_workflow(EXAMPLES_DIR / "facemend_restore_faces_one_node.json"))
+    node = next(n for n in workflow["nodes"] if n["type"] == "FaceMendRestoreFaces")
+    node["widgets_values"] = [0.33, *node["widgets_values"][1:-1]]  # fidelity 0.33, no opacity
+    _open_comfyui(browser, comfy)
+    state = _load_graph(browser, workflow)
+    assert state["missing"] == [] and state["count"] == len(workflow["nodes"])
+    prompt = browser.evaluate("window.comfyAPI.app.app.graphToPrompt().then((p) => p.output)")
+    inputs = prompt[str(node["id"])]["inputs"]
+    assert inputs["fidelity"] == 0.33 and inputs["opacity"] == 1.0
+    assert inputs["color_correction"] == node["widgets_values"][-1]

@@ -206,6 +206,102 @@ test("an empty model folder says what to do instead of asking the server", async
   assert.match(node.facemendInfoElement.textContent, /no model chosen.*facerestore_models/);
 });
 
+// --- controls that do not apply ------------------------------------------------------------
+
+const RESTOREFORMER = { ...CODEFORMER, name: "a.pth", arch: "restoreformer", display_name: "RestoreFormer", controls: [] };
+const GFPGAN = { ...CODEFORMER, name: "g.pth", arch: "gfpgan_clean", display_name: "GFPGAN v1 clean", family: "gfpgan",
+  controls: ["strength", "strength_coarse", "strength_fine", "noise", "seed", "face_index"] };
+
+test("inapplicableControls names the control widgets the model does not take", async () => {
+  const { module } = await load("facemend_model_info.js");
+  const marks = (type, info) => Object.fromEntries(module.inapplicableControls(type, info));
+  assert.deepEqual(marks("FaceMendRestoreFaces", CODEFORMER), { strength: "n/a: CodeFormer" });
+  assert.deepEqual(marks("FaceMendRestoreFaces", GFPGAN), { fidelity: "n/a: GFPGAN v1 clean" });
+  assert.deepEqual(marks("FaceMendRestoreFaces", RESTOREFORMER),
+    { fidelity: "n/a: RestoreFormer", strength: "n/a: RestoreFormer" });
+  assert.deepEqual(marks("FaceMendCodebookRestore", RESTOREFORMER),
+    { fidelity: "n/a: RestoreFormer", per_face_fidelity: "n/a: RestoreFormer" });
+  assert.deepEqual(marks("FaceMendCodebookRestore", CODEFORMER), {});
+  assert.deepEqual(marks("FaceMendCSSFTModulate", GFPGAN), {});
+  // nothing is greyed out on a guess: no info, an error, or a node without model controls
+  assert.deepEqual(marks("FaceMendRestoreFaces", null), {});
+  assert.deepEqual(marks("FaceMendRestoreFaces", { error: "bad file" }), {});
+  assert.deepEqual(marks("FaceMendDiffusionRefine", RESTOREFORMER), {});
+});
+
+function consumerNode(env, type, id) {
+  const widgets = Object.keys({ FaceMendRestoreFaces: { fidelity: 1, strength: 1, opacity: 1 },
+    FaceMendCodebookRestore: { fidelity: 1, per_face_fidelity: 1 } }[type]).map((name) => ({ name, type: "number", value: 0.5 }));
+  const node = fakeNode(type, widgets, id);
+  node.inputs = [{ name: "image", link: null }, { name: "model", link: null }];
+  node.source = null;
+  node.getInputNode = (slot) => (node.inputs[slot].link != null ? node.source : null);
+  env.nodes.push(node);
+  return node;
+}
+
+function connect(loader, consumer, linkId = 11) {
+  consumer.source = loader;
+  consumer.inputs[1].link = linkId;
+  loader.targets.push(consumer);
+  consumer.onConnectionsChange?.(1, 1, true, { id: linkId }, consumer.inputs[1]);
+}
+
+async function wiredLoader(env, ext, value) {
+  const made = await loaderNode(env, ext, value);
+  made.node.outputs = [{ name: "model", links: [] }];
+  made.node.targets = [];
+  made.node.getOutputNodes = (slot) => (slot === 0 && made.node.targets.length ? made.node.targets : null);
+  return made;
+}
+
+test("a restore node's controls are greyed out when the connected model does not take them", async () => {
+  const { env, ext } = await load("facemend_model_info.js");
+  env.answers.set("a.pth", { status: 200, body: RESTOREFORMER });
+  env.answers.set("b.safetensors", { status: 200, body: CODEFORMER });
+  const { node: loader, combo } = await wiredLoader(env, ext, "a.pth");
+  const restore = consumerNode(env, "FaceMendRestoreFaces", 2);
+  ext.nodeCreated(restore);
+  await settle();
+  const widget = (name) => restore.widgets.find((w) => w.name === name);
+  assert.ok(!widget("fidelity").disabled, "not connected: nothing marked");
+
+  connect(loader, restore);
+  assert.equal(widget("fidelity").disabled, true);
+  assert.equal(widget("fidelity").label, "fidelity (n/a: RestoreFormer)");
+  assert.equal(widget("strength").disabled, true);
+  assert.ok(!widget("opacity").disabled, "other widgets untouched");
+  assert.equal(widget("fidelity").value, 0.5, "the value is kept");
+
+  combo.value = "b.safetensors"; // CodeFormer takes fidelity, not strength
+  combo.callback("b.safetensors");
+  await settle();
+  assert.ok(!widget("fidelity").disabled);
+  assert.equal(widget("fidelity").label, undefined, "the original label is back");
+  assert.equal(widget("strength").disabled, true);
+  assert.equal(widget("strength").label, "strength (n/a: CodeFormer)");
+
+  // disconnected: nothing is known about the model any more
+  restore.inputs[1].link = null;
+  restore.onConnectionsChange(1, 1, false, null, restore.inputs[1]);
+  assert.ok(!widget("strength").disabled);
+});
+
+test("a loaded workflow greys out controls once the loader's info arrives", async () => {
+  const { env, ext } = await load("facemend_model_info.js");
+  let release;
+  env.answers.set("a.pth", new Promise((resolve) => { release = resolve; }));
+  const { node: loader } = await wiredLoader(env, ext, "a.pth");
+  const restore = consumerNode(env, "FaceMendCodebookRestore", 3);
+  ext.nodeCreated(restore);
+  connect(loader, restore);
+  ext.loadedGraphNode(restore);
+  assert.ok(!restore.widgets[0].disabled, "loader info still loading");
+  release({ status: 200, body: RESTOREFORMER });
+  await settle();
+  assert.deepEqual(restore.widgets.map((w) => w.disabled), [true, true]);
+});
+
 // --- face boxes ----------------------------------------------------------------------------
 
 const FACES = [
