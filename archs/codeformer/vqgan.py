@@ -37,7 +37,7 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(norm_swish(self.norm1, x))
-        h = self.conv2(norm_swish(self.norm2, h))
+        h = self.conv2(norm_swish(self.norm2, h, inplace=True))  # h is conv1's fresh output
         shortcut = x if self.conv_out is None else self.conv_out(x)
         return h.add_(shortcut)
 

@@ -33,7 +33,7 @@ class ResnetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(norm_swish(self.norm1, x))
-        h = self.conv2(norm_swish(self.norm2, h))
+        h = self.conv2(norm_swish(self.norm2, h, inplace=True))  # h is conv1's fresh output
         shortcut = x if self.nin_shortcut is None else self.nin_shortcut(x)
         return h.add_(shortcut)
 
