@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ResnetBlock, Resample, TextureWarping, norm_act, upsample_offset
+from .layers import ResnetBlock, Resample, TextureWarping, norm_act, run_in_full_precision, upsample_offset
 
 
 def level_name(i: int) -> str:
@@ -165,7 +165,13 @@ class VQFRv1(nn.Module):
         code_dim, num_code: codebook vector size and count (256 / 1024).
         inpfeat_dim: channels of the input features steering the warps (32).
         deformable_groups: DCN offset groups (4).
+
+    ``precise_codes`` (instance attribute, default True): under autocast, run the encoder and the
+    code search in fp32 so reduced precision cannot change the chosen codes; False runs them in
+    the autocast dtype too (faster, may swap patches).
     """
+
+    precise_codes: bool = True
 
     def __init__(
         self,
@@ -202,11 +208,17 @@ class VQFRv1(nn.Module):
         """``x (B, 3, H, W)`` RGB in [-1, 1] (H, W multiples of the total downscale) -> main-branch
         output ``(B, 3, H, W)``, nominally [-1, 1] (not clamped)."""
         inpfeat = self.inpfeat_extraction(x)
-        quant, _ = self.codebook(self.encoder(x))
-        feats = self.decoder(quant)
+        feats = self.decoder(self.quantised(x))
         return self.main_decoder(feats, inpfeat, x)
+
+    def quantised(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder + codebook: ``x (B, 3, H, W)`` in [-1, 1] -> ``(B, channels[-1], H / s, W / s)``."""
+
+        def encode(inp: torch.Tensor) -> torch.Tensor:
+            return self.codebook(self.encoder(inp))[0]
+
+        return run_in_full_precision(encode, x, self.encoder.conv_in.weight) if self.precise_codes else encode(x)
 
     def texture(self, x: torch.Tensor) -> torch.Tensor:
         """The texture branch's own reconstruction ``(B, 3, H, W)`` (official ``res['dec']``)."""
-        quant, _ = self.codebook(self.encoder(x))
-        return self.decoder.conv_out(self.decoder(quant)[0])
+        return self.decoder.conv_out(self.decoder(self.quantised(x))[0])

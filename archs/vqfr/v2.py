@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import AttnBlock, ResnetBlock, TextureWarping, norm_act, upsample_offset
+from .layers import AttnBlock, ResnetBlock, TextureWarping, norm_act, run_in_full_precision, upsample_offset
 from .v1 import level_name
 
 
@@ -186,7 +186,13 @@ class VQFRv2(nn.Module):
         code_dim, num_code: codebook vector size and count (256 / 1024).
         inpfeat_dim: channels of the input features steering the warps (32).
         deformable_groups: DCN offset groups (4).
+
+    ``precise_codes`` (instance attribute, default True): under autocast, run the encoder and the
+    code classifier in fp32 so reduced precision cannot change the predicted codes; False runs
+    the encoder in the autocast dtype too (faster, may swap patches).
     """
+
+    precise_codes: bool = True
 
     def __init__(
         self,
@@ -211,12 +217,13 @@ class VQFRv2(nn.Module):
     def indices(self, enc: torch.Tensor) -> torch.Tensor:
         """Predicted code index per position of ``enc (B, code_dim, h, w)``: ``(B, h * w)`` int64.
 
-        The classifier runs in fp32 even under autocast: half-precision logits can flip the
-        argmax and swap whole 32x32 patches of the face.
+        The classifier always runs in fp32 (weights' dtype), even under autocast.
         """
-        with torch.autocast(device_type=enc.device.type, enabled=False):
-            tokens = enc.to(self.feat2index[1].weight.dtype).flatten(2).transpose(1, 2)
-            return self.feat2index(tokens).argmax(-1)
+
+        def classify(e: torch.Tensor) -> torch.Tensor:
+            return self.feat2index(e.flatten(2).transpose(1, 2))  # (B, h * w, num_code) logits
+
+        return run_in_full_precision(classify, enc, self.feat2index[1].weight).argmax(-1)
 
     @property
     def size_multiple(self) -> int:
@@ -236,11 +243,15 @@ class VQFRv2(nn.Module):
         """
         b = x.shape[0]
         weight = fidelity_weight(fidelity, b, x)
-        enc = self.encoder(x)
+        if self.precise_codes:
+            enc = run_in_full_precision(self.encoder, x, self.encoder.conv_in.weight)
+        else:
+            enc = self.encoder(x)
         _, c, h, w = enc.shape
         # contiguous (B, C, h, w): a channels-last view would make the decoder run in channels-last
         # kernels, ~10x less accurate in fp32 on the CPU for batches > 1.
-        quant = self.quantizer.embedding(self.indices(enc)).transpose(1, 2).contiguous().view(b, c, h, w).to(enc.dtype)
+        codes = self.quantizer.embedding(self.indices(enc))  # (B, h * w, C)
+        quant = codes.transpose(1, 2).contiguous().view(b, c, h, w).to(enc.dtype)
         feats = self.decoder(quant)
         base = feats[0]
         if isinstance(weight, float) and weight == 0.0:

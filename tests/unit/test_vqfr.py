@@ -357,6 +357,22 @@ def test_v1_takes_no_fidelity_and_sizes_must_fit():
 
 
 @pytest.mark.parametrize("make", [_small_v1, _small_v2])
+def test_bf16_autocast_keeps_fp32_code_choice(make):
+    """Under bf16 autocast the encoder and code search run in fp32: the same codes as in fp32."""
+    model = load_model(_randomised(make(), 10))
+    searcher = model.module.codebook if isinstance(model.module, VQFRv1) else model.module.feat2index
+    seen: list[torch.Tensor] = []
+    hook = searcher.register_forward_hook(lambda _m, _a, out: seen.append(out[1] if isinstance(out, tuple) else out.argmax(-1)))
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(11))
+    with torch.inference_mode():
+        model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(x)
+    hook.remove()
+    assert torch.equal(seen[0], seen[1])
+
+
+@pytest.mark.parametrize("make", [_small_v1, _small_v2])
 def test_bf16_autocast_on_cpu(make):
     model = load_model(_randomised(make(), 6))
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
