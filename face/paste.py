@@ -61,7 +61,7 @@ def paste_faces(
     parser: ManagedModel | None = None,
     parse_classes: tuple[str, ...] = DEFAULT_PARSE_CLASSES,
     device: torch.device | None = None,
-    max_batch_pixels: int = 4 * 1024 * 1024,
+    max_batch_pixels: int = 2 * 1024 * 1024,
     progress: Progress | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Blend ``crops`` into ``frames`` at the faces' positions. See :func:`facemend.face.pipeline.paste_back`."""
@@ -100,7 +100,7 @@ def paste_faces(
     inverse = faces.inverse_affines()[order]
     frame_index = faces.frame_index[order]
     windows = face_windows(footprints(inverse, size), 2.0, height, width)
-    for chunk in pixel_chunks(windows, max_batch_pixels):
+    for chunk in pixel_chunks(windows, max_batch_pixels, size * size):
         check_interrupted()
         idx = order[chunk]
         n = len(chunk)

@@ -223,7 +223,7 @@ def extract_crops(
     crop_size: int,
     border: str = "grey",
     device: torch.device | None = None,
-    max_batch_pixels: int = 4 * 1024 * 1024,
+    max_batch_pixels: int = 2 * 1024 * 1024,
     out_device: torch.device | None = None,
 ) -> torch.Tensor:
     """Aligned face crops from ``frames`` (antialiased when a face is larger than its crop).
@@ -240,7 +240,7 @@ def extract_crops(
         crop_size: side of the square crops.
         border: fill for crop pixels outside the frame (see :data:`~facemend.face.records.BORDERS`).
         device: compute device (default: ``frames``' device).
-        max_batch_pixels: cap on source-window pixels warped together (bounds memory).
+        max_batch_pixels: cap on window + crop pixels warped together (bounds memory).
         out_device: where the result goes (default: ``frames``' device).
 
     Returns:
@@ -255,7 +255,7 @@ def extract_crops(
         return out
     affines = affines.to(torch.float64).cpu()
     windows = face_windows(footprints(invert_affine(affines), crop_size), source_margin(affines), height, width)
-    for idx in pixel_chunks(windows, max_batch_pixels):
+    for idx in pixel_chunks(windows, max_batch_pixels, crop_size * crop_size):
         origins, hc, wc = common_windows(windows[idx], height, width)
         src = gather_windows(frames, frame_index[idx], origins, hc, wc, device)
         m = compose_affine(affines[idx], translation(origins, +1.0))
@@ -264,8 +264,12 @@ def extract_crops(
     return out
 
 
-def pixel_chunks(windows: torch.Tensor, max_pixels: int) -> list[torch.Tensor]:
-    """Split face positions into consecutive chunks whose shared window stays under ``max_pixels``."""
+def pixel_chunks(windows: torch.Tensor, max_pixels: int, crop_pixels: int = 0) -> list[torch.Tensor]:
+    """Split face positions into consecutive chunks of bounded memory.
+
+    A chunk of ``k`` faces costs ``k`` shared windows (the largest window of the chunk) plus ``k``
+    crops of ``crop_pixels``; chunks stay under ``max_pixels`` (a single face always forms one).
+    """
     chunks: list[torch.Tensor] = []
     start = 0
     n = windows.shape[0]
@@ -276,7 +280,7 @@ def pixel_chunks(windows: torch.Tensor, max_pixels: int) -> list[torch.Tensor]:
         while end < n:
             w = max(mw, sizes[end][0])
             h = max(mh, sizes[end][1])
-            if w * h * (end + 1 - start) > max_pixels:
+            if (w * h + crop_pixels) * (end + 1 - start) > max_pixels:
                 break
             mw, mh = w, h
             end += 1
