@@ -1,7 +1,7 @@
 """``facemend restore``: detect, restore and paste back the faces in image files (no ComfyUI).
 
-The same library calls as the nodes: ``face.pipeline.detect_and_align`` -> ``runtime.restore_batch``
--> ``face.pipeline.paste_back``.
+The same library calls and control mapping as the Restore Faces node: ``face.pipeline.detect_and_align``
+-> ``runtime.restore_batch`` -> ``face.pipeline.paste_back``.
 """
 
 from __future__ import annotations
@@ -62,11 +62,12 @@ def restore_files(args: argparse.Namespace) -> int:
     from .face.models import load_face_models
     from .face.pipeline import detect_and_align, paste_back
     from .model_loaders import DownloadError, UnsupportedModelError
-    from .runtime import controls_for, restore_batch
+    from .nodes.all_in_one import check_model, model_controls
+    from .runtime import restore_batch
 
     try:
         managed = load_restorer(args.model, args.precision)
-        controls = controls_for(managed.model, fidelity=args.fidelity, strength=args.strength)
+        family = check_model(managed)  # a refusion model is refused with advice
         faces_models = load_face_models(args.detector)
     except (UnsupportedModelError, DownloadError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -81,7 +82,10 @@ def restore_files(args: argparse.Namespace) -> int:
                 log.warning("FaceMend: no face found in %s; writing it unchanged", src)
                 result = frames
             else:
-                restored = restore_batch(managed, det.crops, controls=controls)
+                controls, per_item, _ = model_controls(
+                    managed.model, family, fidelity=args.fidelity, strength=args.strength, count=det.crops.shape[0]
+                )  # the same mapping as the Restore Faces node
+                restored = restore_batch(managed, det.crops, controls=controls, per_item=per_item)
                 result, _ = paste_back(frames, restored, det.faces)
             out = args.output / (src.stem + ".png")
             write_rgb(out, result)

@@ -5,7 +5,7 @@ and model folders) and outside it (plain PyTorch, tqdm, a configurable models di
 """
 
 from .batching import run_in_chunks
-from .inference import controls_for, require_family, restore_batch
+from .inference import require_family, restore_batch
 from .comfy import in_comfyui
 from .device import intermediate_device, offload_device, torch_device
 from .folders import FOLDERS, download_dir, find_model, folder_paths_for, list_models, register_model_folders
@@ -17,7 +17,7 @@ from .progress import Progress
 
 __all__ = [
     "FOLDERS", "PRECISIONS", "Interrupted", "ManagedModel", "Progress", "check_interrupted", "chunk_size_for",
-    "compute_precision", "controls_for", "cpu_supports_bf16", "download_dir", "find_model", "folder_paths_for",
+    "compute_precision", "cpu_supports_bf16", "download_dir", "find_model", "folder_paths_for",
     "free_memory_bytes", "in_comfyui", "intermediate_device", "is_oom", "list_models", "offload_device",
     "register_model_folders", "request_interrupt", "require_family", "restore_batch", "resolve_dtype", "run_in_chunks", "run_with_fallback",
     "torch_device",

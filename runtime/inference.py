@@ -35,30 +35,6 @@ def require_family(managed: Any, family: str, node_name: str) -> None:
         )
 
 
-def controls_for(model: Any, fidelity: float | None = None, strength: float | None = None) -> dict[str, float]:
-    """Map the user-facing knobs to the controls ``model`` takes; knobs it does not take are dropped.
-
-    Args:
-        model: a ``RestorationModel``.
-        fidelity: codebook fidelity in ``[0, 1]`` (CodeFormer ``w``, VQFR v2 ``fidelity_ratio``).
-        strength: CS-SFT modulation strength (GFPGAN; 0 = prior only, 1 = paper).
-
-    Raises:
-        ValueError: a refusion model (it is a refiner with its own node, not a face restorer).
-    """
-    if model.family == "refusion":
-        raise ValueError(
-            f"FaceMend: {model.spec.display_name} ({model.arch}) is a diffusion refiner; use 'FaceMend Diffusion Refine' "
-            "on the restored crops instead of a face restorer."
-        )
-    out: dict[str, float] = {}
-    if fidelity is not None and "fidelity" in model.spec.controls:
-        out["fidelity"] = float(fidelity)
-    if strength is not None and "strength" in model.spec.controls:
-        out["strength"] = float(strength)
-    return out
-
-
 def restore_batch(
     managed: ManagedModel,
     crops: torch.Tensor,
