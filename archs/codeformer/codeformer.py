@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.vq import working_layout
+from ..ops.vq import run_in_full_precision, working_layout
 from .vqgan import CODE_DIM, Codebook, Encoder, Generator, ResBlock
 
 #: Feature-map width at each fusion resolution.
@@ -120,7 +120,14 @@ class CodeFormer(nn.Module):
         latent_size: number of latent tokens (256 = 16x16).
         connect_list: resolutions (as strings, e.g. ``"32"``) where encoder features are fused.
         variant: ``"restore"``, ``"colorization"`` or ``"inpainting"``: how :meth:`restore` runs it.
+
+    ``precise_codes`` (instance attribute, default True): under fp16/bf16 autocast, run the encoder in
+    fp32 (the transformer always is) so reduced precision cannot change the predicted codes; False
+    runs the encoder in the autocast dtype too (faster, but codes flip: see
+    :func:`~facemend.archs.ops.vq.run_in_full_precision`).
     """
+
+    precise_codes: bool = True
 
     def __init__(
         self,
@@ -179,7 +186,10 @@ class CodeFormer(nn.Module):
             adain: match the codebook features' channel statistics to the encoder's.
         """
         taps = frozenset(ENCODER_TAP[s] for s in self.connect_list)
-        lq_feat, tapped = self.encoder(x, taps)
+        if self.precise_codes:
+            lq_feat, tapped = run_in_full_precision(lambda t: self.encoder(t, taps), x, self.position_emb)
+        else:
+            lq_feat, tapped = self.encoder(x, taps)
         b, _, h, wd = lq_feat.shape
         if h * wd != self.position_emb.shape[0]:
             raise ValueError(

@@ -6,9 +6,14 @@ the memory format of its input (``channels_last`` feature maps stay ``channels_l
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+T = TypeVar("T")
 
 
 def working_layout(x: torch.Tensor) -> torch.Tensor:
@@ -140,3 +145,15 @@ def map_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int 
     out = F.scaled_dot_product_attention(_tokens(q, heads), _tokens(k, heads), _tokens(v, heads))
     # (B, heads, HW, C/heads) -> (B, H, W, C) -> (B, C, H, W) viewed channels-last.
     return out.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+
+def run_in_full_precision(fn: Callable[[torch.Tensor], T], x: torch.Tensor, weight: torch.Tensor) -> T:
+    """``fn(x)`` with autocast off and ``x`` cast to ``weight``'s dtype (fp32 under autocast).
+
+    Used for everything that decides which codebook entries are picked: in half precision the
+    nearest / most likely code can change, which swaps a whole patch of the face (measured on
+    CodeFormer at 512 px under CPU bf16 autocast: 3.5% of the codes flip and the output falls to
+    22 dB PSNR against fp32; with the encoder in fp32 it stays at 36 dB).
+    """
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return fn(x.to(weight.dtype))

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.vq import group_norm, map_attention, norm_swish, pad_downsample, upsample_conv, working_layout
+from ..ops.vq import group_norm, map_attention, norm_swish, pad_downsample, run_in_full_precision, upsample_conv, working_layout
 
 
 class ResnetBlock(nn.Module):
@@ -221,7 +221,14 @@ class RestoreFormer(nn.Module):
         enc_attn_levels: encoder levels (0 = full resolution) with self-attention ((5,): 16x16).
         dec_attn_levels: decoder levels with cross-attention ((5,) RestoreFormer, (4, 5) RestoreFormer++).
         heads: attention heads (8 RestoreFormer, 4 RestoreFormer++; not recorded in checkpoints).
+
+    ``precise_codes`` (instance attribute, default True): under fp16/bf16 autocast, run the encoder
+    and ``quant_conv`` in fp32 (the nearest-code search always is) so reduced precision cannot change
+    the chosen codes; False runs them in the autocast dtype too (faster, but codes flip: see
+    :func:`~facemend.archs.ops.vq.run_in_full_precision`).
     """
+
+    precise_codes: bool = True
 
     def __init__(
         self,
@@ -252,8 +259,13 @@ class RestoreFormer(nn.Module):
         """``x``: ``(B, 3, H, W)`` RGB in ``[-1, 1]`` (``H, W`` multiples of 32; 512 for the released
         weights) -> restored image of the same shape, about ``[-1, 1]``."""
         keep = frozenset(self.dec_attn_levels) | {self.last_level}
-        latent, skips, mid = self.encoder(x, keep)
-        quant = self.quantize(self.quant_conv(latent))
+
+        def encode(t: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor], torch.Tensor]:
+            latent, skips, mid = self.encoder(t, keep)
+            return self.quantize(self.quant_conv(latent)), skips, mid
+
+        precise = self.precise_codes
+        quant, skips, mid = run_in_full_precision(encode, x, self.quant_conv.weight) if precise else encode(x)
         return self.decoder(self.post_quant_conv(quant), mid, skips)
 
     def restore(self, x: torch.Tensor) -> torch.Tensor:

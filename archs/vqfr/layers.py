@@ -6,8 +6,6 @@ bf16 autocast. Deformable convolution always samples in fp32 (see ``archs.ops.de
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -188,18 +186,6 @@ class TextureWarping(nn.Module):
             offset = torch.cat([offset, previous_offset.to(offset.dtype)], dim=1)
         offset = self.offset_conv2(offset)
         return self.dcn(x_main, offset), offset
-
-
-def run_in_full_precision(
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, weight: torch.Tensor
-) -> torch.Tensor:
-    """``fn(x)`` with autocast off and ``x`` cast to ``weight``'s dtype (fp32 under autocast).
-
-    Used for everything that decides which codebook entries are picked: in half precision the
-    nearest / most likely code can change, which swaps a whole 32x32 patch of the face.
-    """
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        return fn(x.to(weight.dtype))
 
 
 def upsample_offset(offset: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ResnetBlock, Resample, TextureWarping, norm_act, run_in_full_precision, upsample_offset
+from ..ops.vq import run_in_full_precision
+from .layers import ResnetBlock, Resample, TextureWarping, norm_act, upsample_offset
 
 
 def level_name(i: int) -> str:

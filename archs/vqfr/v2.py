@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import AttnBlock, ResnetBlock, TextureWarping, norm_act, run_in_full_precision, upsample_offset
+from ..ops.vq import run_in_full_precision
+from .layers import AttnBlock, ResnetBlock, TextureWarping, norm_act, upsample_offset
 from .v1 import level_name
 
 
