@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.vq import run_in_full_precision, working_layout
-from .vqgan import CODE_DIM, Codebook, Encoder, Generator, ResBlock
+from .vqgan import CODE_DIM, Codebook, Encoder, Generator, res_block
 
 #: Feature-map width at each fusion resolution.
 FUSE_CHANNELS = {"16": 512, "32": 256, "64": 256, "128": 128, "256": 128, "512": 64}
@@ -76,11 +76,11 @@ class TransformerLayer(nn.Module):
 
 class FuseSFT(nn.Module):
     """Controllable feature transform: ``dec + w * (dec * scale(e) + shift(e))`` where
-    ``e = ResBlock(cat(enc, dec))``. ``w`` is a float or a per-sample tensor ``(B,)``."""
+    ``e = res_block(cat(enc, dec))``. ``w`` is a float or a per-sample tensor ``(B,)``."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.encode_enc = ResBlock(2 * channels, channels)
+        self.encode_enc = res_block(2 * channels, channels)
         self.scale = nn.Sequential(
             nn.Conv2d(channels, channels, 3, padding=1), nn.LeakyReLU(0.2, True), nn.Conv2d(channels, channels, 3, padding=1)
         )

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.vq import group_norm, map_attention, norm_swish, pad_downsample, upsample_conv
+from ..ops.vq import AttnBlock, ResnetBlock, group_norm, pad_downsample, upsample_conv
 
 #: The fixed VQ-GAN shape of every released CodeFormer: base width, channel multipliers per
 #: resolution (512 -> 16), residual blocks per resolution, attention at 16x16, 256-d codes.
@@ -24,39 +24,9 @@ ATTN_RESOLUTION = 16
 CODE_DIM = 256
 
 
-class ResBlock(nn.Module):
-    """``x + conv2(swish(norm2(conv1(swish(norm1(x))))))``, with a 1x1 ``conv_out`` shortcut when widths differ."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.norm1 = group_norm(in_channels)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = group_norm(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.conv_out = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(norm_swish(self.norm1, x))
-        h = self.conv2(norm_swish(self.norm2, h, inplace=True))  # h is conv1's fresh output
-        shortcut = x if self.conv_out is None else self.conv_out(x)
-        return h.add_(shortcut)
-
-
-class AttnBlock(nn.Module):
-    """Single-head self-attention over the ``H*W`` positions, with a residual connection."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.norm = group_norm(channels)
-        self.q = nn.Conv2d(channels, channels, 1)
-        self.k = nn.Conv2d(channels, channels, 1)
-        self.v = nn.Conv2d(channels, channels, 1)
-        self.proj_out = nn.Conv2d(channels, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.norm(x)
-        h = map_attention(self.q(h), self.k(h), self.v(h), heads=1)
-        return self.proj_out(h).add_(x)
+def res_block(in_channels: int, out_channels: int) -> ResnetBlock:
+    """CodeFormer's residual block: the shared VQ-GAN block with its 1x1 shortcut named ``conv_out``."""
+    return ResnetBlock(in_channels, out_channels, shortcut_name="conv_out")
 
 
 class Downsample(nn.Module):
@@ -96,14 +66,14 @@ class Encoder(nn.Module):
         for level, mult in enumerate(CHANNEL_MULT):
             out_ch = BASE_CHANNELS * mult
             for _ in range(RES_BLOCKS):
-                blocks.append(ResBlock(in_ch, out_ch))
+                blocks.append(res_block(in_ch, out_ch))
                 in_ch = out_ch
                 if res == ATTN_RESOLUTION:
                     blocks.append(AttnBlock(in_ch))
             if level != len(CHANNEL_MULT) - 1:
                 blocks.append(Downsample(in_ch))
                 res //= 2
-        blocks += [ResBlock(in_ch, in_ch), AttnBlock(in_ch), ResBlock(in_ch, in_ch)]
+        blocks += [res_block(in_ch, in_ch), AttnBlock(in_ch), res_block(in_ch, in_ch)]
         # The official VQ-GAN ends with a GroupNorm straight into the conv (no swish in between).
         blocks += [group_norm(in_ch), nn.Conv2d(in_ch, code_dim, 3, padding=1)]
         self.blocks = nn.ModuleList(blocks)
@@ -129,11 +99,11 @@ class Generator(nn.Module):
         in_ch = BASE_CHANNELS * CHANNEL_MULT[-1]
         res = IMAGE_SIZE // 2 ** (len(CHANNEL_MULT) - 1)
         blocks: list[nn.Module] = [nn.Conv2d(code_dim, in_ch, 3, padding=1)]
-        blocks += [ResBlock(in_ch, in_ch), AttnBlock(in_ch), ResBlock(in_ch, in_ch)]
+        blocks += [res_block(in_ch, in_ch), AttnBlock(in_ch), res_block(in_ch, in_ch)]
         for level in reversed(range(len(CHANNEL_MULT))):
             out_ch = BASE_CHANNELS * CHANNEL_MULT[level]
             for _ in range(RES_BLOCKS):
-                blocks.append(ResBlock(in_ch, out_ch))
+                blocks.append(res_block(in_ch, out_ch))
                 in_ch = out_ch
                 if res == ATTN_RESOLUTION:
                     blocks.append(AttnBlock(in_ch))

@@ -147,6 +147,67 @@ def map_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int 
     return out.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
 
 
+def residual_add(h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``h + x`` for a block's fresh output ``h`` and its residual input ``x``.
+
+    In place into ``h`` when the dtypes match (saves a full-size allocation); otherwise (under
+    autocast, ``h`` in fp16/bf16 and ``x`` in fp32) out of place in the promoted dtype, which keeps
+    an fp32 residual stream fp32.
+    """
+    return h.add_(x) if h.dtype == x.dtype else x + h
+
+
+class ResnetBlock(nn.Module):
+    """The VQ-GAN residual block: ``x + conv2(swish(norm2(conv1(swish(norm1(x))))))``.
+
+    ``(B, in_ch, H, W)`` -> ``(B, out_ch, H, W)``, in the memory format of ``x``. When the widths
+    differ the residual goes through a 1x1 conv whose state-dict name differs between the official
+    codebases, given as ``shortcut_name``: ``"nin_shortcut"`` (RestoreFormer, RestoreFormer++),
+    ``"conv_out"`` (CodeFormer), ``"shortcut_conv"`` (VQFR v1), ``"residual_func"`` (VQFR v2).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, shortcut_name: str = "nin_shortcut") -> None:
+        super().__init__()
+        self.norm1 = group_norm(in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.norm2 = group_norm(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self._shortcut_name = shortcut_name if in_ch != out_ch else None
+        if self._shortcut_name is not None:
+            setattr(self, shortcut_name, nn.Conv2d(in_ch, out_ch, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(norm_swish(self.norm1, x))
+        h = self.conv2(norm_swish(self.norm2, h, inplace=True))  # h is conv1's fresh output
+        shortcut = x if self._shortcut_name is None else getattr(self, self._shortcut_name)(x)
+        return residual_add(h, shortcut)
+
+
+class AttnBlock(nn.Module):
+    """Single-head self-attention over all ``H*W`` positions with a residual (CodeFormer, VQFR v2):
+    ``x + proj_out(attention(q(n), k(n), v(n)))`` with ``n = norm(x)``, scores scaled by ``C ** -0.5``.
+
+    ``(B, C, H, W)`` -> same shape, in the memory format of ``x``.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = group_norm(channels)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.k = nn.Conv2d(channels, channels, 1)
+        self.v = nn.Conv2d(channels, channels, 1)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)
+        out = map_attention(self.q(h), self.k(h), self.v(h), heads=1)
+        if not x.is_contiguous(memory_format=torch.channels_last):
+            # Back to NCHW for NCHW callers: a channels-last view would send the following convs
+            # and GroupNorms down CPU kernels that are less accurate in fp32 (see GroupNorm).
+            out = out.contiguous()
+        return residual_add(self.proj_out(out), x)
+
+
 def run_in_full_precision(fn: Callable[[torch.Tensor], T], x: torch.Tensor, weight: torch.Tensor) -> T:
     """``fn(x)`` with autocast off and ``x`` cast to ``weight``'s dtype (fp32 under autocast).
 

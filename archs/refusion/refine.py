@@ -10,7 +10,7 @@ tile by tile and blended, so the state stays global and seams are smoothed at ea
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +18,7 @@ from torch import nn
 
 from .autoencoder import LatentUNet
 from .layers import pad_to_multiple
-from .sde import IRSDE, SAMPLERS, SCHEDULES, NoiseDraw, generator_noise
+from .sde import IRSDE, SAMPLERS, SCHEDULES, NoiseDraw
 from .tiling import Window, blend_tiles, windows
 
 #: Steps the released networks were trained with (every official config uses ``T: 100``).

@@ -17,25 +17,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.vq import group_norm, map_attention, norm_swish, pad_downsample, run_in_full_precision, upsample_conv, working_layout
-
-
-class ResnetBlock(nn.Module):
-    """``x + conv2(swish(norm2(conv1(swish(norm1(x))))))`` with a 1x1 ``nin_shortcut`` when widths differ."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.norm1 = group_norm(in_channels)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = group_norm(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(norm_swish(self.norm1, x))
-        h = self.conv2(norm_swish(self.norm2, h, inplace=True))  # h is conv1's fresh output
-        shortcut = x if self.nin_shortcut is None else self.nin_shortcut(x)
-        return h.add_(shortcut)
+from ..ops.vq import (
+    ResnetBlock,
+    group_norm,
+    map_attention,
+    norm_swish,
+    pad_downsample,
+    residual_add,
+    run_in_full_precision,
+    upsample_conv,
+    working_layout,
+)
 
 
 class MultiHeadAttnBlock(nn.Module):
@@ -58,7 +50,7 @@ class MultiHeadAttnBlock(nn.Module):
         h = self.norm1(x)
         query = h if y is None else self.norm2(y)
         out = map_attention(self.q(query), self.k(h), self.v(h), heads=self.heads)
-        return self.proj_out(out).add_(x)
+        return residual_add(self.proj_out(out), x)
 
 
 class _Level(nn.Module):

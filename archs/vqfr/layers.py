@@ -11,66 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.deform_conv import modulated_deform_conv2d
-
-
-def group_norm(channels: int) -> nn.GroupNorm:
-    """The 32-group normalisation (eps 1e-6) used throughout VQFR."""
-    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
+from ..ops.vq import group_norm
 
 
 def norm_act(channels: int) -> list[nn.Module]:
     """``[GroupNorm, SiLU]``, the pre-activation used before VQFR's convolutions."""
     return [group_norm(channels), nn.SiLU(inplace=True)]
-
-
-class ResnetBlock(nn.Module):
-    """Pre-activation residual block: ``x + conv2(silu(gn2(conv1(silu(gn1(x))))))``.
-
-    Args:
-        in_ch, out_ch: channels; a 1x1 projection maps the skip path when they differ.
-        shortcut_name: state-dict name of that projection: ``"shortcut_conv"`` (v1, absent when
-            channels match) or ``"residual_func"`` (v2).
-    """
-
-    def __init__(self, in_ch: int, out_ch: int, shortcut_name: str = "shortcut_conv") -> None:
-        super().__init__()
-        self.norm1 = group_norm(in_ch)
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.norm2 = group_norm(out_ch)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
-        self._shortcut_name = shortcut_name
-        if in_ch != out_ch:
-            setattr(self, shortcut_name, nn.Conv2d(in_ch, out_ch, 1))
-        elif shortcut_name == "residual_func":  # v2 keeps an (empty) Identity module
-            self.residual_func = nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x), inplace=True))
-        h = self.conv2(F.silu(self.norm2(h), inplace=True))
-        skip = getattr(self, self._shortcut_name, None)
-        return (skip(x) if skip is not None else x) + h
-
-
-class AttnBlock(nn.Module):
-    """Single-head spatial self-attention over all ``H * W`` positions (v2), via SDPA."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.norm = group_norm(channels)
-        self.q = nn.Conv2d(channels, channels, 1)
-        self.k = nn.Conv2d(channels, channels, 1)
-        self.v = nn.Conv2d(channels, channels, 1)
-        self.proj_out = nn.Conv2d(channels, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        y = self.norm(x)
-        q, k, v = (m(y).flatten(2).transpose(1, 2).unsqueeze(1) for m in (self.q, self.k, self.v))  # (B, 1, HW, C)
-        a = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(C)) v
-        # Back to a contiguous (B, C, H, W): a channels-last view would send the following convs
-        # and GroupNorms down CPU kernels that are ~10x less accurate in fp32 for batches > 1.
-        a = a.squeeze(1).transpose(1, 2).contiguous().view(b, c, h, w)
-        return x + self.proj_out(a)
 
 
 class Resample(nn.Module):

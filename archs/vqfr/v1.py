@@ -14,11 +14,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..ops.vq import run_in_full_precision
-from .layers import ResnetBlock, Resample, TextureWarping, norm_act, upsample_offset
+from ..ops.vq import ResnetBlock, run_in_full_precision
+from .layers import Resample, TextureWarping, norm_act, upsample_offset
+
+
+def _res(cin: int, cout: int) -> ResnetBlock:
+    """v1's residual block: the shared VQ-GAN block with its 1x1 shortcut named ``shortcut_conv``."""
+    return ResnetBlock(cin, cout, shortcut_name="shortcut_conv")
 
 
 def level_name(i: int) -> str:
@@ -70,7 +74,7 @@ class Encoder(nn.Module):
         self.pre_downsample_dict = nn.ModuleDict()
         for i, ch in enumerate(channels):
             prev = channels[max(i - 1, 0)]
-            self.encoder_dict[level_name(i)] = nn.Sequential(*[ResnetBlock(ch, ch) for _ in range(num_blocks)])
+            self.encoder_dict[level_name(i)] = nn.Sequential(*[_res(ch, ch) for _ in range(num_blocks)])
             self.pre_downsample_dict[level_name(i)] = Resample(prev, ch, down[i], "down")
         top = channels[-1]
         out = nn.Sequential(*norm_act(top), nn.Conv2d(top, top, 3, padding=1))
@@ -94,7 +98,7 @@ class TextureDecoder(nn.Module):
         self.pre_upsample_dict = nn.ModuleDict()
         for i in reversed(range(self.levels)):
             prev = channels[min(i + 1, self.levels - 1)]
-            blocks = [ResnetBlock(channels[i], channels[i]) for _ in range(num_blocks)]
+            blocks = [_res(channels[i], channels[i]) for _ in range(num_blocks)]
             self.decoder_dict[level_name(i)] = nn.Sequential(*blocks)
             self.pre_upsample_dict[level_name(i)] = Resample(prev, channels[i], up[i], "up")
         self.conv_out = nn.Sequential(*norm_act(channels[0]), nn.Conv2d(channels[0], 3, 3, padding=1))
@@ -117,7 +121,7 @@ class MainDecoder(nn.Module):
         self.decoder_dict = nn.ModuleDict()
         self.pre_upsample_dict = nn.ModuleDict()
         for i in reversed(range(n - 1)):
-            self.decoder_dict[level_name(i)] = ResnetBlock(2 * channels[i], channels[i])
+            self.decoder_dict[level_name(i)] = _res(2 * channels[i], channels[i])
             self.pre_upsample_dict[level_name(i)] = Resample(channels[i + 1], channels[i], up[i], "up")
         self.align_func_dict = nn.ModuleDict()
         for i in reversed(range(n)):

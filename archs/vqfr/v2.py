@@ -16,12 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.vq import run_in_full_precision
-from .layers import AttnBlock, ResnetBlock, TextureWarping, norm_act, upsample_offset
+from ..ops.vq import AttnBlock, ResnetBlock, run_in_full_precision
+from .layers import TextureWarping, norm_act, upsample_offset
 from .v1 import level_name
 
 
 def _res(cin: int, cout: int) -> ResnetBlock:
+    """v2's residual block: the shared VQ-GAN block with its 1x1 shortcut named ``residual_func``."""
     return ResnetBlock(cin, cout, shortcut_name="residual_func")
 
 
