@@ -26,8 +26,9 @@ def working_layout(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-#: Rows per strip when channels-last GroupNorm statistics are gathered strip by strip.
-_GN_STRIP_ROWS = 8
+#: Elements per strip when channels-last GroupNorm statistics are gathered strip by strip (1 MiB
+#: of fp32: small enough to stay in a core's L2 cache between the strip's four passes).
+_GN_STRIP_ELEMENTS = 1 << 18
 
 
 def channels_last_group_norm(
@@ -43,23 +44,27 @@ def channels_last_group_norm(
     Hand-written because PyTorch's channels-last GroupNorm on the CPU accumulates each group's sums
     over all ``H*W`` positions in one fp32 running sum, which at 512x512 is off by ~1e-4 (relative)
     (the NCHW kernel is exact but would cost two layout conversions around every norm). Here the
-    per-channel sums of ``x - x[first pixel]`` and of its square are taken strip by strip (8 rows,
-    small enough to stay in cache, so ``x`` is read from memory once), accumulated in fp64 and
-    combined into group statistics; then one fused ``scale * x + shift`` pass, written over ``x``
-    when ``inplace`` (which saves allocating, and page-faulting, a new 512x512 map). Returns a
-    ``channels_last`` tensor.
+    map is read as ``(B, H*W, C)`` rows in strips of ~1 MiB; per strip, the per-channel sums of
+    ``x - x[first pixel]`` and of its square are row-vector products ``ones @ d`` (BLAS keeps
+    blocked partial sums, so they are accurate to ~2e-7, and it is ~4x faster than a reduction over
+    the rows); strip results are accumulated in fp64 and combined into group statistics. Then one
+    fused ``scale * x + shift`` pass, written over ``x`` when ``inplace`` (which saves allocating, and
+    page-faulting, a new 512x512 map). Returns a ``channels_last`` tensor.
     """
     b, c, h, w = x.shape
     per_group = c // groups
-    rows = x.permute(0, 2, 3, 1)  # (B, H, W, C), a view of the channels-last memory
-    pivot = rows[:, :1, :1, :]  # shifting by a sample of each channel avoids cancellation in E[x^2] - E[x]^2
+    rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view of the channels-last memory
+    pivot = rows[:, :1, :]  # shifting by a sample of each channel avoids cancellation in E[x^2] - E[x]^2
+    strip_rows = max(1, _GN_STRIP_ELEMENTS // (b * c))
+    ones = x.new_ones(1, strip_rows)
     sums, squares = [], []
-    for strip in rows.split(_GN_STRIP_ROWS, dim=1):
-        d = strip - pivot
-        sums.append(d.sum(dim=(1, 2)))
-        squares.append(d.square_().sum(dim=(1, 2)))
-    s1 = torch.stack(sums).double().sum(0)  # (B, C)
-    s2 = torch.stack(squares).double().sum(0)
+    for strip in rows.split(strip_rows, dim=1):
+        d = strip - pivot  # (B, n, C), fresh and cache-resident
+        row = ones[:, : d.shape[1]]
+        sums.append(torch.matmul(row, d))  # (B, 1, C)
+        squares.append(torch.matmul(row, d.square_()))
+    s1 = torch.cat(sums, dim=1).double().sum(1)  # (B, C)
+    s2 = torch.cat(squares, dim=1).double().sum(1)
     n = h * w
     mean_c = s1 / n
     var_c = s2 / n - mean_c.square()
