@@ -152,11 +152,8 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(f"| {name} | {label} | {per_face(t)} | {ratio} | {quality} |")
         del fns, model
 
-    native_bf16 = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()) or bool(
-        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {n}, repeat {args.repeat}; "
-          f"CPU native bf16 (AVX512-BF16/AMX): {native_bf16}; runtime.resolve_dtype('auto'): "
+          f"CPU native bf16 (AVX512-BF16/AMX): {runtime.cpu_supports_bf16()}; runtime.resolve_dtype('auto'): "
           f"{runtime.resolve_dtype('auto', device)}; 2048x2048 matmul bf16 / fp32 time: "
           f"{matmul_seconds(torch.bfloat16) / matmul_seconds(torch.float32):.1f}x")
     print()

@@ -96,10 +96,11 @@ def main() -> None:
                 t, _ = time_per_face(lambda: module(xn), dtype, args.batch, args.repeats)
                 rows.append((name, pname, t, "random weights"))
 
-    bf16_native = bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
+    from facemend.runtime import cpu_supports_bf16  # AVX512-BF16/AMX, not oneDNN's emulation
+
     print(f"GFP-GAN per-face CPU time, 512x512, batch {args.batch}, median of {args.repeats}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"native bf16: {bf16_native}\n")
+          f"native bf16: {cpu_supports_bf16()}\n")
     print("| network | precision | s / face | note |")
     print("|---|---|---:|---|")
     for name, pname, t, note in rows:

@@ -186,10 +186,7 @@ class CodeFormer(nn.Module):
             adain: match the codebook features' channel statistics to the encoder's.
         """
         taps = frozenset(ENCODER_TAP[s] for s in self.connect_list)
-        if self.precise_codes:
-            lq_feat, tapped = run_in_full_precision(lambda t: self.encoder(t, taps), x, self.position_emb)
-        else:
-            lq_feat, tapped = self.encoder(x, taps)
+        lq_feat, tapped = run_in_full_precision(lambda t: self.encoder(t, taps), x, self.position_emb, self.precise_codes)
         b, _, h, wd = lq_feat.shape
         if h * wd != self.position_emb.shape[0]:
             raise ValueError(

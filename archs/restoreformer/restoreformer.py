@@ -256,8 +256,7 @@ class RestoreFormer(nn.Module):
             latent, skips, mid = self.encoder(t, keep)
             return self.quantize(self.quant_conv(latent)), skips, mid
 
-        precise = self.precise_codes
-        quant, skips, mid = run_in_full_precision(encode, x, self.quant_conv.weight) if precise else encode(x)
+        quant, skips, mid = run_in_full_precision(encode, x, self.quant_conv.weight, self.precise_codes)
         return self.decoder(self.post_quant_conv(quant), mid, skips)
 
     def restore(self, x: torch.Tensor) -> torch.Tensor:

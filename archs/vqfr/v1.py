@@ -222,7 +222,7 @@ class VQFRv1(nn.Module):
         def encode(inp: torch.Tensor) -> torch.Tensor:
             return self.codebook(self.encoder(inp))[0]
 
-        return run_in_full_precision(encode, x, self.encoder.conv_in.weight) if self.precise_codes else encode(x)
+        return run_in_full_precision(encode, x, self.encoder.conv_in.weight, self.precise_codes)
 
     def texture(self, x: torch.Tensor) -> torch.Tensor:
         """The texture branch's own reconstruction ``(B, 3, H, W)`` (official ``res['dec']``)."""

@@ -245,10 +245,7 @@ class VQFRv2(nn.Module):
         """
         b = x.shape[0]
         weight = fidelity_weight(fidelity, b, x)
-        if self.precise_codes:
-            enc = run_in_full_precision(self.encoder, x, self.encoder.conv_in.weight)
-        else:
-            enc = self.encoder(x)
+        enc = run_in_full_precision(self.encoder, x, self.encoder.conv_in.weight, self.precise_codes)
         _, c, h, w = enc.shape
         # contiguous (B, C, h, w): a channels-last view would make the decoder run in channels-last
         # kernels, ~10x less accurate in fp32 on the CPU for batches > 1.
