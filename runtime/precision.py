@@ -30,14 +30,13 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def resolve_dtype(policy: str, device: torch.device, *, fp16_safe: bool = True) -> torch.dtype:
+def resolve_dtype(policy: str, device: torch.device) -> torch.dtype:
     """Turn a user's precision choice into a compute dtype for ``device``.
 
     Args:
         policy: ``"auto"``, ``"fp32"``, ``"fp16"`` or ``"bf16"``. On the CPU, ``auto`` picks bf16
             only with native bf16 instructions; an explicit ``bf16`` is always honoured.
         device: where the model runs.
-        fp16_safe: False for networks known to overflow in fp16; ``auto`` then prefers bf16/fp32.
 
     Returns:
         ``torch.float32``, ``torch.float16`` or ``torch.bfloat16``. fp16 on the CPU falls back to
@@ -61,13 +60,13 @@ def resolve_dtype(policy: str, device: torch.device, *, fp16_safe: bool = True) 
     if mm is not None:
         if mm.should_use_bf16(device):
             return torch.bfloat16
-        if fp16_safe and mm.should_use_fp16(device):
+        if mm.should_use_fp16(device):
             return torch.float16
         return torch.float32
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():
             return torch.bfloat16
-        return torch.float16 if fp16_safe else torch.float32
+        return torch.float16
     return torch.float32
 
 

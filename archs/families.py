@@ -1,0 +1,61 @@
+"""The one table of model families: which node takes each family, and which of its widgets drive it.
+
+Every architecture's :class:`~facemend.archs.spec.ArchSpec` names its family here. The loader's
+info text, the "connect it to ..." errors, the frontend's greyed-out controls, Restore Faces and
+the command line all read this table; nothing else lists families.
+
+Adding a family = one :class:`Family` row (its ``packages`` are the ``archs/<package>`` folders
+whose ``SPECS`` the registry collects).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family.
+
+    Attributes:
+        id: stable family id (``ArchSpec.family``).
+        label: what the family is, in a user's words (``"GFP-GAN face restorer"``).
+        node_id: id of the modular-chain node that takes the family's models.
+        node_name: that node's display name (errors and info text name nodes by it).
+        widgets: that node's widgets that steer the model (greyed out in the UI when the loaded
+            model takes none of them).
+        restore_faces_widget: the widget of 'FaceMend Restore Faces' that steers this family, or
+            ``None`` when Restore Faces does not take the family at all.
+        packages: ``archs/<package>`` folders that hold the family's architectures.
+    """
+
+    id: str
+    label: str
+    node_id: str
+    node_name: str
+    widgets: tuple[str, ...]
+    restore_faces_widget: str | None
+    packages: tuple[str, ...]
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("gfpgan", "GFP-GAN face restorer", "FaceMendCSSFTModulate", "FaceMend CS-SFT Modulate",
+           ("strength", "strength_coarse", "strength_fine", "noise", "seed"), "strength", ("gfpgan",)),
+    Family("codebook", "codebook face restorer", "FaceMendCodebookRestore", "FaceMend Codebook Restore",
+           ("fidelity", "per_face_fidelity"), "fidelity", ("codeformer", "restoreformer", "vqfr")),
+    Family("refusion", "diffusion refiner", "FaceMendDiffusionRefine", "FaceMend Diffusion Refine",
+           ("sampler", "steps", "max_sigma", "eps", "schedule", "seed", "strength"), None, ("refusion",)),
+)
+
+
+def family(family_id: str) -> Family:
+    """The row of ``family_id``; ``KeyError`` naming the known ids otherwise."""
+    for f in FAMILIES:
+        if f.id == family_id:
+            return f
+    raise KeyError(f"unknown model family {family_id!r}; known: {', '.join(f.id for f in FAMILIES)}")
+
+
+def restore_faces_families() -> tuple[Family, ...]:
+    """The families 'FaceMend Restore Faces' runs (those with a Restore Faces widget)."""
+    return tuple(f for f in FAMILIES if f.restore_faces_widget is not None)
