@@ -16,6 +16,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .face.models import DETECTORS
+from .face.settings import DETECT
+from .model_loaders.controls import RESTORE
+from .runtime.precision import PRECISIONS
+
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from .model_loaders import known_models
@@ -84,12 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("inputs", nargs="+", type=Path, help="input images (png/jpg/webp)")
     s.add_argument("-o", "--output", type=Path, required=True, help="output directory")
     s.add_argument("--model", required=True, help="official model name (downloaded if missing) or a checkpoint path")
-    s.add_argument("--detector", default="retinaface_resnet50", choices=["retinaface_resnet50", "retinaface_mobile0.25"],
+    s.add_argument("--detector", default=DETECTORS[0], choices=list(DETECTORS),
                    help="face detector (facexlib RetinaFace; its file is downloaded into the facedetection folder if missing)")
-    s.add_argument("--fidelity", type=float, default=0.5, help="codebook models: 0 = quality, 1 = fidelity")
-    s.add_argument("--strength", type=float, default=1.0, help="GFPGAN models: CS-SFT modulation strength")
-    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"], help="compute precision")
-    s.add_argument("--threshold", type=float, default=0.5, help="face detection confidence threshold")
+    s.add_argument("--fidelity", type=float, default=RESTORE.fidelity, help="codebook models: 0 = quality, 1 = fidelity")
+    s.add_argument("--strength", type=float, default=RESTORE.strength,
+                   help="GFPGAN: CS-SFT modulation strength; GPEN: blend with the input (0-1)")
+    s.add_argument("--precision", default="auto", choices=list(PRECISIONS), help="compute precision")
+    s.add_argument("--threshold", type=float, default=DETECT.threshold, help="face detection confidence threshold")
     s.set_defaults(func=_cmd_restore)
     return p
 

@@ -1,7 +1,8 @@
 """``facemend restore``: detect, restore and paste back the faces in image files (no ComfyUI).
 
-The same library calls and control mapping as the Restore Faces node: ``face.pipeline.detect_and_align``
--> ``runtime.restore_batch`` -> ``face.pipeline.paste_back``.
+The same library calls, control mapping and defaults as the Restore Faces node:
+``face.pipeline.detect_and_align`` (the model's framing) -> ``model_loaders.restore_batch`` with
+``model_loaders.restore_faces_plan`` -> ``face.pipeline.paste_back``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .face.settings import DETECT
 
 log = logging.getLogger("facemend")
 
@@ -61,13 +64,12 @@ def restore_files(args: argparse.Namespace) -> int:
     """Run the restore command; returns the exit status (1 if any input failed)."""
     from .face.models import load_face_models
     from .face.pipeline import detect_and_align, paste_back
-    from .model_loaders import DownloadError, UnsupportedModelError
-    from .nodes.all_in_one import check_model, model_controls
-    from .runtime import restore_batch
+    from .model_loaders import DownloadError, UnsupportedModelError, restore_batch, restore_faces_plan
 
     try:
         managed = load_restorer(args.model, args.precision)
-        family = check_model(managed)  # a refusion model is refused with advice
+        model = managed.model
+        restore_faces_plan(model, args.fidelity, args.strength, 0)  # a refusion model is refused with advice
         faces_models = load_face_models(args.detector)
     except (UnsupportedModelError, DownloadError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -77,15 +79,16 @@ def restore_files(args: argparse.Namespace) -> int:
     for src in args.inputs:
         try:
             frames = read_rgb(src)
-            det = detect_and_align(faces_models, frames, threshold=args.threshold)
+            det = detect_and_align(
+                faces_models, frames, threshold=args.threshold, crop_size=model.input_size or DETECT.crop_size,
+                alignment=model.framing.fit, framing=model.framing,
+            )
             if det.crops.shape[0] == 0:
                 log.warning("FaceMend: no face found in %s; writing it unchanged", src)
                 result = frames
             else:
-                controls, per_item, _ = model_controls(
-                    managed.model, family, fidelity=args.fidelity, strength=args.strength, count=det.crops.shape[0]
-                )  # the same mapping as the Restore Faces node
-                restored = restore_batch(managed, det.crops, controls=controls, per_item=per_item)
+                plan = restore_faces_plan(model, args.fidelity, args.strength, det.crops.shape[0])
+                restored = restore_batch(managed, det.crops, plan)
                 result, _ = paste_back(frames, restored, det.faces)
             out = args.output / (src.stem + ".png")
             write_rgb(out, result)

@@ -77,8 +77,9 @@ def test_image() -> np.ndarray:
 def bench_single(weights: Path, repeats: int, device: torch.device) -> list[tuple[str, tuple[float, float]]]:
     import cv2
 
-    from facemend.face.models import FaceModels, ParsingNet, build_parser, load_retinaface
-    from facemend.face.pipeline import detect_and_align, paste_back, rgb_view
+    from facemend.face.models import FaceModels, FaceNet, build_parser, load_retinaface
+    from facemend.face.pipeline import detect_and_align, paste_back
+    from facemend.nodes.images import rgb_view
     from facemend.runtime import ManagedModel
 
     rgb = test_image()
@@ -89,7 +90,7 @@ def bench_single(weights: Path, repeats: int, device: torch.device) -> list[tupl
     det = load_retinaface(weights, "retinaface_mobile0.25")
     models = FaceModels(
         ManagedModel(det, module=det.module, device=device),
-        ManagedModel(ParsingNet("parsenet", parsenet), module=parsenet, device=device),
+        ManagedModel(FaceNet("parsenet", parsenet), module=parsenet, device=device),
     )
 
     def ours(mask: str) -> None:
@@ -185,7 +186,8 @@ def video_child(weights: str, frames: int, device: str) -> None:
     from skimage import data
 
     from facemend.face.models import load_retinaface
-    from facemend.face.pipeline import detect_and_align, paste_back, rgb_view
+    from facemend.face.pipeline import detect_and_align, paste_back
+    from facemend.nodes.images import rgb_view
     from facemend.runtime import ManagedModel
 
     dev = torch.device(device)

@@ -7,7 +7,6 @@ Public entry points (used by the Detect, Paste Back and Restore Faces nodes):
 * :func:`~facemend.face.pipeline.detect_and_align` -> crops + :class:`~facemend.face.records.FaceSet`
   (``FACEMEND_FACES``);
 * :func:`~facemend.face.pipeline.paste_back` -> image + blend mask;
-* :func:`~facemend.face.pipeline.rgb_view`: a ComfyUI IMAGE as a zero-copy ``(B, 3, H, W)`` view.
 
 Modules: ``models`` (files, downloads, facexlib networks), ``detection`` (batched RetinaFace),
 ``selection``, ``tracking`` (video), ``alignment`` (FFHQ template), ``warp`` (antialiased kornia
@@ -15,7 +14,7 @@ warps in face windows), ``masks``, ``color``, ``paste``, ``preview``, ``records`
 """
 
 from .models import FaceModels, load_face_models
-from .pipeline import DetectResult, detect_and_align, paste_back, rgb_view
+from .pipeline import DetectResult, detect_and_align, paste_back
 from .records import FaceSet
 
-__all__ = ["DetectResult", "FaceModels", "FaceSet", "detect_and_align", "load_face_models", "paste_back", "rgb_view"]
+__all__ = ["DetectResult", "FaceModels", "FaceSet", "detect_and_align", "load_face_models", "paste_back"]

@@ -21,27 +21,28 @@ from __future__ import annotations
 
 import torch
 
+from ..archs.framing import FFHQ, Framing
+
 #: FFHQ 5-point template for a 512x512 crop, ``(x, y)``, order as :data:`~facemend.face.records.LANDMARK_NAMES`.
-FFHQ_TEMPLATE_512 = torch.tensor(
-    [[192.98138, 239.94708], [318.90277, 240.19360], [256.63416, 314.01935], [201.26117, 371.41043], [313.08905, 371.15118]],
-    dtype=torch.float64,
-)
+FFHQ_TEMPLATE_512 = torch.tensor(FFHQ.template_512, dtype=torch.float64)
 
 
-def face_template(crop_size: int, padding: float = 1.0) -> torch.Tensor:
-    """The FFHQ template for a square ``crop_size`` crop with ``padding`` around the face.
+def face_template(crop_size: int, padding: float = 1.0, framing: Framing = FFHQ) -> torch.Tensor:
+    """``framing``'s landmark template for a square ``crop_size`` crop with ``padding`` around the face.
 
     ``padding`` = facexlib's ``crop_ratio`` (same on both axes): the face keeps the framing of a
-    ``crop_size / padding`` FFHQ crop, centred in a ``crop_size`` canvas. ``padding=1`` is exactly
-    the template official GFPGAN/CodeFormer inference uses at ``face_size=crop_size``.
+    ``crop_size / padding`` crop, centred in a ``crop_size`` canvas. ``padding=1`` with the FFHQ
+    framing is exactly the template official GFPGAN/CodeFormer inference uses at
+    ``face_size=crop_size``; with the GPEN framing, GPEN's ``get_reference_facial_points``.
 
     Returns:
         ``(5, 2)`` float64 ``(x, y)`` crop pixel coordinates.
     """
     if padding < 1.0:
-        raise ValueError(f"padding must be >= 1 (got {padding}); 1 is the standard FFHQ framing")
+        raise ValueError(f"padding must be >= 1 (got {padding}); 1 is the standard framing")
     face = crop_size / padding
-    return FFHQ_TEMPLATE_512 * (face / 512.0) + (crop_size - face) / 2.0
+    template = torch.tensor(framing.template_512, dtype=torch.float64)
+    return template * (face / 512.0) + (crop_size - face) / 2.0
 
 
 def estimate_similarity(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
@@ -97,17 +98,20 @@ def estimate_similarity_lmeds(src: torch.Tensor, dst: torch.Tensor) -> torch.Ten
     return out
 
 
-def align_landmarks(landmarks: torch.Tensor, crop_size: int, padding: float = 1.0, method: str = "lmeds") -> torch.Tensor:
-    """Image -> crop transforms that put ``landmarks`` (``(N, 5, 2)`` image px) on the FFHQ template.
+def align_landmarks(
+    landmarks: torch.Tensor, crop_size: int, padding: float = 1.0, method: str = "lmeds", framing: Framing = FFHQ
+) -> torch.Tensor:
+    """Image -> crop transforms that put ``landmarks`` (``(N, 5, 2)`` image px) on ``framing``'s template.
 
     Args:
         method: ``"lmeds"`` (official GFPGAN/CodeFormer alignment) or ``"least-squares"`` (see the
-            module notes).
+            module notes; GPEN's official alignment is a least-squares similarity).
+        framing: the face framing of the restorer the crops are for (FFHQ by default).
 
     Returns:
         ``(N, 2, 3)`` float64 affine matrices (image pixel -> crop pixel).
     """
-    template = face_template(crop_size, padding)
+    template = face_template(crop_size, padding, framing)
     if method == "lmeds":
         return estimate_similarity_lmeds(landmarks, template)
     if method == "least-squares":

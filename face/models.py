@@ -4,7 +4,7 @@ Networks are facexlib's classes, built directly (never through facexlib's ``init
 helpers, which download into facexlib's package folder and move the module to a fixed device).
 Weights are looked up in the ``facedetection`` model folder under facexlib's file names; a file
 that is present is read from disk and nothing touches the network. A missing file is downloaded
-from facexlib's official release URL by :func:`fetch_model_file`.
+from facexlib's official release URL in the catalog (:mod:`facemend.model_loaders.catalog`), digest checked.
 """
 
 from __future__ import annotations
@@ -17,35 +17,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..model_loaders import UnsupportedModelError, read_checkpoint
+from ..model_loaders import UnsupportedModelError, read_checkpoint, unwrap_state_dict
+from ..model_loaders.catalog import KnownModel, known_models
+from ..model_loaders.download import download_model
 from ..runtime import ManagedModel, find_model, folder_paths_for
 
 log = logging.getLogger("facemend")
 
 FOLDER = "facedetection"
-_RELEASES = "https://github.com/xinntao/facexlib/releases/download"
 
-
-@dataclass(frozen=True)
-class ModelFile:
-    """A facexlib release file: its name in the ``facedetection`` folder and its official URL."""
-
-    filename: str
-    url: str
-
-
-#: Detector choice -> file (URLs as in ``facexlib/detection/__init__.py``).
-DETECTOR_FILES: dict[str, ModelFile] = {
-    "retinaface_resnet50": ModelFile("detection_Resnet50_Final.pth", f"{_RELEASES}/v0.1.0/detection_Resnet50_Final.pth"),
-    "retinaface_mobile0.25": ModelFile(
-        "detection_mobilenet0.25_Final.pth", f"{_RELEASES}/v0.1.0/detection_mobilenet0.25_Final.pth"
-    ),
-}
-
-#: Parser choice -> file (URLs as in ``facexlib/parsing/__init__.py``).
-PARSER_FILES: dict[str, ModelFile] = {
-    "bisenet": ModelFile("parsing_bisenet.pth", f"{_RELEASES}/v0.2.0/parsing_bisenet.pth"),
-    "parsenet": ModelFile("parsing_parsenet.pth", f"{_RELEASES}/v0.2.2/parsing_parsenet.pth"),
+#: Detector choice -> its official facexlib file (name, URL and digest live in the catalog).
+DETECTOR_FILES: dict[str, KnownModel] = {m.arch: m for m in known_models(FOLDER) if m.arch.startswith("retinaface_")}
+#: Parser choice -> its official facexlib file.
+PARSER_FILES: dict[str, KnownModel] = {
+    m.arch.removeprefix("parsing_"): m for m in known_models(FOLDER) if m.arch.startswith("parsing_")
 }
 
 DETECTORS = tuple(DETECTOR_FILES)
@@ -53,27 +38,16 @@ PARSERS = ("none", *PARSER_FILES)
 
 
 @dataclass
-class RetinaFaceNet:
-    """A loaded RetinaFace: ``name`` (``retinaface_resnet50`` / ``retinaface_mobile0.25``) and its module."""
+class FaceNet:
+    """A loaded facexlib network: ``name`` (a detector or parser choice, e.g. ``retinaface_resnet50``,
+    ``bisenet``) and its module."""
 
     name: str
     module: nn.Module
     source: str = "<state dict>"
 
     def __repr__(self) -> str:
-        return f"RetinaFaceNet({self.name}, {self.source})"
-
-
-@dataclass
-class ParsingNet:
-    """A loaded face-parsing network: ``name`` (``bisenet`` / ``parsenet``) and its module."""
-
-    name: str
-    module: nn.Module
-    source: str = "<state dict>"
-
-    def __repr__(self) -> str:
-        return f"ParsingNet({self.name}, {self.source})"
+        return f"FaceNet({self.name}, {self.source})"
 
 
 @dataclass
@@ -134,7 +108,7 @@ def _load_strict(module: nn.Module, sd: dict[str, torch.Tensor], what: str, sour
     return module.float().eval().requires_grad_(False)
 
 
-def load_retinaface(source: str | Path | dict[str, torch.Tensor], name: str) -> RetinaFaceNet:
+def load_retinaface(source: str | Path | dict[str, torch.Tensor], name: str) -> FaceNet:
     """Load RetinaFace ``name`` from a file (or state dict) with ``strict=True``.
 
     ``module.`` prefixes (DataParallel saves) are stripped; legacy CUDA pickles load on the CPU.
@@ -144,58 +118,39 @@ def load_retinaface(source: str | Path | dict[str, torch.Tensor], name: str) -> 
     label = str(source) if not isinstance(source, dict) else "<state dict>"
     sd = read_checkpoint(source) if not isinstance(source, dict) else dict(source)
     if isinstance(source, dict):
-        from ..model_loaders import unwrap_state_dict
-
         sd = unwrap_state_dict(sd, label)
     module = _load_strict(build_retinaface(name), sd, name, label)
-    return RetinaFaceNet(name=name, module=module, source=label)
+    return FaceNet(name=name, module=module, source=label)
 
 
-def load_parsing(source: str | Path | dict[str, torch.Tensor], name: str) -> ParsingNet:
+def load_parsing(source: str | Path | dict[str, torch.Tensor], name: str) -> FaceNet:
     """Load face parser ``name`` (``bisenet`` / ``parsenet``) from a file or state dict, ``strict=True``."""
     label = str(source) if not isinstance(source, dict) else "<state dict>"
     if isinstance(source, dict):
-        from ..model_loaders import unwrap_state_dict
-
         sd = unwrap_state_dict(dict(source), label)
     else:
         sd = read_checkpoint(source)
     module = _load_strict(build_parser(name), sd, name, label)
-    return ParsingNet(name=name, module=module, source=label)
+    return FaceNet(name=name, module=module, source=label)
 
 
-def fetch_model_file(file: ModelFile) -> Path:
-    """Download a missing facexlib file into the ``facedetection`` folder and return its path.
-
-    Goes through the shared downloader (atomic ``.part`` + rename, sha256 recorded).
-    """
-    try:
-        from ..model_loaders.download import download_model
-    except ImportError:  # the shared downloader is not available in this build
-        raise FileNotFoundError(
-            f"FaceMend: {file.filename} is missing and cannot be downloaded here. Download it from {file.url} "
-            f"and put it in the facedetection model folder."
-        ) from None
-    return download_model(file.filename, FOLDER, file.url)
-
-
-def model_path(file: ModelFile, allow_download: bool = True) -> Path:
+def model_path(file: KnownModel, allow_download: bool = True) -> Path:
     """Path of ``file`` in the ``facedetection`` folder; downloaded only when it is not there.
 
     Raises:
         FileNotFoundError: missing and ``allow_download`` is false (the message says where to put it).
     """
-    found = find_model(FOLDER, file.filename)
+    found = find_model(FOLDER, file.name)
     if found is not None:
         return found
     if not allow_download:
         where = ", ".join(str(p) for p in folder_paths_for(FOLDER))
         raise FileNotFoundError(
-            f"FaceMend: {file.filename} is not in the facedetection model folder ({where}). "
+            f"FaceMend: {file.name} is not in the facedetection model folder ({where}). "
             f"Download it from {file.url} and put it there."
         )
-    log.info("FaceMend: %s not found; downloading it from %s", file.filename, file.url)
-    return fetch_model_file(file)
+    log.info("FaceMend: %s not found; downloading it from %s", file.name, file.url)
+    return download_model(file.name, FOLDER, file.url, sha256=file.sha256)
 
 
 def load_face_models(

@@ -4,8 +4,8 @@
 * :func:`paste_back`: frames + (restored) crops + FaceSet -> frames + blend mask.
 
 Frames are ``(B, 3, H, W)`` RGB float in ``[0, 1]``. They may be a zero-copy view of a ComfyUI
-IMAGE (:func:`rgb_view`), because both functions read them a chunk or a face window at a time and
-never modify them.
+IMAGE (:func:`facemend.nodes.images.rgb_view`), because both functions read them a chunk or a face
+window at a time and never modify them.
 """
 
 from __future__ import annotations
@@ -15,15 +15,18 @@ from dataclasses import dataclass
 
 import torch
 
+from ..archs import resolve_framing
+from ..archs.framing import Framing
 from ..runtime import ManagedModel, Progress, intermediate_device
 from .alignment import ALIGN_METHODS, align_landmarks
-from .detection import DEFAULT_MAX_SIDE, Detections, detect_frames
+from .detection import Detections, detect_frames
 from .masks import DEFAULT_PARSE_CLASSES, parse_class_list
 from .models import FaceModels
 from .paste import paste_faces
 from .preview import FrameFaces
 from .records import BORDERS, FaceSet
 from .selection import big_enough, choose, rank
+from .settings import DETECT, PASTE
 from .tracking import link_tracks, smooth_tracks, track_between_keyframes
 from .warp import extract_crops
 
@@ -48,39 +51,6 @@ class DetectResult:
     found: list[FrameFaces]
 
 
-def rgb_view(image: torch.Tensor, name: str = "image", allow_empty: bool = False) -> torch.Tensor:
-    """ComfyUI IMAGE ``(B, H, W, C)`` -> ``(B, 3, H, W)`` *view* (no copy): 1 channel is repeated,
-    a 4th (alpha) channel ignored. Values are not checked here (see :func:`check_finite`).
-
-    Raises:
-        ValueError: not a 4-D float tensor, 2 or 5+ channels, or an empty image (an empty batch
-            is accepted with ``allow_empty``).
-    """
-    if not isinstance(image, torch.Tensor) or image.ndim != 4:
-        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"FaceMend: {name} must be an IMAGE batch (B, H, W, C); got {shape}.")
-    b, h, w, c = image.shape
-    if (b == 0 and not allow_empty) or h == 0 or w == 0:
-        raise ValueError(f"FaceMend: {name} is empty (shape {tuple(image.shape)}).")
-    if c == 1:
-        image = image.expand(-1, -1, -1, 3)
-    elif c == 4:
-        image = image[..., :3]
-    elif c != 3:
-        raise ValueError(f"FaceMend: {name} has {c} channels; expected 1 (grey), 3 (RGB) or 4 (RGBA).")
-    if not image.is_floating_point():
-        raise ValueError(f"FaceMend: {name} must be a float IMAGE in [0, 1]; got dtype {image.dtype}.")
-    return image.permute(0, 3, 1, 2)
-
-
-def check_finite(frames: torch.Tensor, name: str = "image", chunk: int = 4) -> None:
-    """Refuse NaN/Inf in ``(B, ...)`` frames, checking ``chunk`` frames at a time (bounded memory)."""
-    for i in range(0, frames.shape[0], chunk):
-        if not bool(torch.isfinite(frames[i:i + chunk]).all()):
-            bad = [i + j for j, ok in enumerate(torch.isfinite(frames[i:i + chunk]).flatten(1).all(1).tolist()) if not ok]
-            raise ValueError(f"FaceMend: {name} frame(s) {bad} contain NaN or Inf values; fix the node that produced them.")
-
-
 def _detector(models: FaceModels | ManagedModel) -> ManagedModel:
     return models.detector if isinstance(models, FaceModels) else models
 
@@ -89,27 +59,28 @@ def detect_and_align(
     models: FaceModels | ManagedModel,
     frames: torch.Tensor,
     *,
-    threshold: float = 0.8,
-    min_size: float = 20.0,
-    select: str = "all",
-    indices: str = "0",
-    order: str = "area",
-    max_faces: int = 0,
-    crop_size: int = 512,
-    padding: float = 1.0,
-    border: str = "grey",
-    alignment: str = "lmeds",
-    max_side: int = DEFAULT_MAX_SIDE,
-    video: bool = False,
-    detect_every: int = 1,
-    smoothing: float = 0.0,
+    threshold: float = DETECT.threshold,
+    min_size: float = DETECT.min_size,
+    select: str = DETECT.select,
+    indices: str = DETECT.indices,
+    order: str = DETECT.order,
+    max_faces: int = DETECT.max_faces,
+    crop_size: int = DETECT.crop_size,
+    padding: float = DETECT.padding,
+    border: str = DETECT.border,
+    alignment: str = DETECT.alignment,
+    max_side: int = DETECT.max_side,
+    video: bool = DETECT.video,
+    detect_every: int = DETECT.detect_every,
+    smoothing: float = DETECT.smoothing,
+    framing: str | Framing = DETECT.framing,
     progress: Progress | None = None,
 ) -> DetectResult:
-    """Detect faces, pick and order them, align each to the FFHQ template and cut its crop.
+    """Detect faces, pick and order them, align each to the framing's template and cut its crop.
 
     Args:
         models: loaded face models (or just the managed detector).
-        frames: ``(B, 3, H, W)`` RGB float in ``[0, 1]`` (e.g. :func:`rgb_view` of an IMAGE).
+        frames: ``(B, 3, H, W)`` RGB float in ``[0, 1]`` (e.g. a view of a ComfyUI IMAGE).
         threshold: minimum detector confidence.
         min_size: faces whose box's shorter side is below this many pixels are ignored.
         select: ``"all"``, ``"largest"`` or ``"indices"`` (then ``indices`` such as ``"0,2"``,
@@ -127,6 +98,9 @@ def detect_and_align(
             frames, order and selection apply to tracks, and the two options below apply.
         detect_every: (video) run the full detector every N frames and follow faces in between.
         smoothing: (video) Gaussian smoothing of landmarks over time, sigma in frames (0 = off).
+        framing: the face framing to align to, a :class:`~facemend.archs.framing.Framing` or its
+            name (:func:`facemend.archs.framings`): ``"ffhq"`` for GFP-GAN/CodeFormer/RestoreFormer/
+            VQFR, ``"gpen"`` for GPEN (a restorer's own is ``model.framing``).
         progress: optional progress counter (one step per frame detected).
 
     Returns:
@@ -183,7 +157,7 @@ def detect_and_align(
     if video and smoothing > 0 and rows:
         landmarks = smooth_tracks(frame_index, track_id, landmarks, smoothing)
         boxes = smooth_tracks(frame_index, track_id, boxes, smoothing)
-    affines = align_landmarks(landmarks, crop_size, padding, alignment)
+    affines = align_landmarks(landmarks, crop_size, padding, alignment, resolve_framing(framing))
     faces = FaceSet(
         frame_index=frame_index, boxes=boxes, scores=scores, landmarks=landmarks, affines=affines,
         crop_size=crop_size, source_size=(height, width), num_frames=b, padding=float(padding), border=border,
@@ -242,13 +216,13 @@ def paste_back(
     crops: torch.Tensor,
     faces: FaceSet,
     *,
-    mask: str = "box",
-    erode: float = 0.05,
-    feather: float = 0.1,
-    color: str = "none",
-    opacity: float = 1.0,
+    mask: str = PASTE.mask,
+    erode: float = PASTE.erode,
+    feather: float = PASTE.feather,
+    color: str = PASTE.color,
+    opacity: float = PASTE.opacity,
     models: FaceModels | None = None,
-    parse_classes: str | tuple[str, ...] = DEFAULT_PARSE_CLASSES,
+    parse_classes: str | tuple[str, ...] = PASTE.parse_classes,
     progress: Progress | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Blend (restored) crops back into the frames they were cut from.

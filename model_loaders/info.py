@@ -28,8 +28,11 @@ from typing import Any
 import torch
 
 from .errors import UnsupportedModelError
-from .reading import StateDict, read_checkpoint, unwrap_state_dict
-from .registry import ArchSpec, Registry
+from ..archs.families import family
+from ..archs.spec import ArchSpec, StateDict
+from .model import prepare_and_read
+from .reading import read_checkpoint, unwrap_state_dict
+from .registry import Registry
 
 #: Safetensors dtype names -> torch dtypes (for meta tensors; the bytes are never read).
 _SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
@@ -37,14 +40,6 @@ _SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
     "BOOL": torch.bool,
 }
-
-#: Which node consumes each family (shown in the UI next to the architecture).
-FAMILY_NODES: dict[str, str] = {
-    "gfpgan": "FaceMendCSSFTModulate",
-    "codebook": "FaceMendCodebookRestore",
-    "refusion": "FaceMendDiffusionRefine",
-}
-
 
 @dataclass(frozen=True)
 class CheckpointInfo:
@@ -103,7 +98,7 @@ def inspect_checkpoint(path: str | os.PathLike[str], registry: Registry | None =
             (same messages as :func:`~facemend.model_loaders.load_model`).
     """
     if registry is None:
-        from .model import default_registry
+        from .model import default_registry  # looked up at call time (tests swap it)
 
         registry = default_registry()
     p = Path(path)
@@ -120,21 +115,16 @@ def inspect_checkpoint(path: str | os.PathLike[str], registry: Registry | None =
 
 def _describe(registry: Registry, sd: StateDict, source: str) -> CheckpointInfo:
     spec = registry.detect(sd, source=source)
-    if spec.prepare is not None:
-        sd = spec.prepare(sd)
-    try:
-        hparams = spec.read_hparams(sd)
-    except (KeyError, IndexError, ValueError) as e:
-        raise UnsupportedModelError(f"{source}: looks like {spec.id} but its tensor shapes are not usable ({e}).") from None
+    sd, hparams = prepare_and_read(spec, sd, source)
     return CheckpointInfo(
         arch=spec.id,
         display_name=spec.display_name,
         family=spec.family,
-        node=FAMILY_NODES.get(spec.family, ""),
+        node=family(spec.family).node_id,
         licence=spec.licence,
         parameters=_parameter_count(spec, hparams, sd),
         controls=tuple(spec.controls),
-        input_size=spec.input_size,
+        input_size=spec.size_for(hparams),
         hparams={k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str, type(None), list, tuple))},
     )
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..archs.families import Family, family
+from ..archs.framing import Framing
+from ..archs.spec import ArchSpec, Hparams, StateDict
 from .errors import UnsupportedModelError
-from .reading import StateDict, read_checkpoint, unwrap_state_dict
-from .registry import ArchSpec, Registry
+from .reading import read_checkpoint, unwrap_state_dict
+from .registry import Registry
 
 
 @dataclass
@@ -27,9 +30,8 @@ class RestorationModel:
 
     spec: ArchSpec
     module: nn.Module
-    hparams: dict[str, Any]
+    hparams: Hparams
     source: str = "<state dict>"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def arch(self) -> str:
@@ -38,8 +40,28 @@ class RestorationModel:
 
     @property
     def family(self) -> str:
-        """``"gfpgan"``, ``"codebook"`` or ``"refusion"``: which node takes this model."""
+        """Family id (``"gfpgan"``, ``"codebook"``, ``"refusion"``, ...): which node takes this model."""
         return self.spec.family
+
+    @property
+    def family_row(self) -> Family:
+        """This model's row of the family table (node, display names, widgets)."""
+        return family(self.spec.family)
+
+    @property
+    def input_size(self) -> int | None:
+        """Square crop size the network runs at (``None``: any size)."""
+        return self.spec.size_for(self.hparams)
+
+    @property
+    def framing(self) -> Framing:
+        """The face framing the network was trained on (Restore Faces aligns crops to it)."""
+        return self.spec.framing
+
+    @property
+    def fixed_controls(self) -> dict[str, float]:
+        """Controls this checkpoint pins to the official value (e.g. CodeFormer colorization: fidelity 0)."""
+        return self.spec.fixed_for(self.hparams)
 
     @property
     def licence(self) -> str:
@@ -64,7 +86,7 @@ class RestorationModel:
 
 def default_registry() -> Registry:
     """A fresh registry holding every built-in architecture (cheap; nothing global is mutated)."""
-    from .architectures import all_specs
+    from ..archs import all_specs
 
     return Registry(list(all_specs()))
 
@@ -98,14 +120,30 @@ def load_model(
     return build_from_state_dict(spec, sd, name)
 
 
-def build_from_state_dict(spec: ArchSpec, sd: StateDict, source: str = "<state dict>") -> RestorationModel:
-    """Build ``spec``'s module from ``sd``'s shapes and load it strictly."""
+def prepare_and_read(spec: ArchSpec, sd: StateDict, source: str = "<state dict>") -> tuple[StateDict, Hparams]:
+    """Run ``spec``'s ``prepare`` hook and read its hyper-parameters from ``sd``'s shapes.
+
+    Returns:
+        ``(state dict to load, hyper-parameters)``.
+
+    Raises:
+        UnsupportedModelError: keys the hook does not recognise, or shapes that fit no
+            configuration of the architecture (the message names ``source``).
+    """
     if spec.prepare is not None:
-        sd = spec.prepare(sd)
+        try:
+            sd = spec.prepare(sd)
+        except ValueError as e:
+            raise UnsupportedModelError(f"{source}: {e}") from None
     try:
-        hparams = spec.read_hparams(sd)
+        return sd, spec.read_hparams(sd)
     except (KeyError, IndexError, ValueError) as e:
         raise UnsupportedModelError(f"{source}: looks like {spec.id} but its tensor shapes are not usable ({e}).") from None
+
+
+def build_from_state_dict(spec: ArchSpec, sd: StateDict, source: str = "<state dict>") -> RestorationModel:
+    """Build ``spec``'s module from ``sd``'s shapes and load it strictly."""
+    sd, hparams = prepare_and_read(spec, sd, source)
     module = spec.build(**hparams)
     try:
         module.load_state_dict(sd, strict=True)

@@ -17,11 +17,9 @@ from pathlib import Path
 
 import torch
 
+from ..archs.spec import StateDict
+from ..runtime.folders import MODEL_EXTENSIONS
 from .errors import UnsupportedModelError
-
-StateDict = dict[str, torch.Tensor]
-
-SUPPORTED_EXTENSIONS = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
 
 #: Container keys that wrap the real state dict, most preferred first (``params_ema`` is the
 #: EMA generator that official GFPGAN/CodeFormer/VQFR inference uses).
@@ -68,9 +66,9 @@ def read_checkpoint(path: str | os.PathLike[str], fmt: str | None = None, verify
     if size == 0:
         raise UnsupportedModelError(f"{p}: the file is empty (0 bytes). Download it again.")
     suffix = (fmt or p.suffix).lower()
-    if suffix not in SUPPORTED_EXTENSIONS:
+    if suffix not in MODEL_EXTENSIONS:
         raise UnsupportedModelError(
-            f"{p}: unsupported file type {suffix!r}; expected one of {', '.join(SUPPORTED_EXTENSIONS)}."
+            f"{p}: unsupported file type {suffix!r}; expected one of {', '.join(MODEL_EXTENSIONS)}."
         )
     if verify:
         verify_recorded_digest(p)

@@ -1,81 +1,19 @@
-"""The architecture registry: one :class:`ArchSpec` per architecture, and detection.
+"""The architecture registry: an ordered set of :class:`~facemend.archs.spec.ArchSpec`, and detection.
 
 An entry says how to recognise an architecture from its state-dict keys (``required_keys`` plus
 an optional shape ``predicate``), how to read its hyper-parameters from tensor shapes, how to
-build the ``nn.Module`` and how to call it on ``[0, 1]`` RGB images. Architectures live in
-``model_loaders/architectures/<family>.py``; this module only knows the shape of an entry.
+build the ``nn.Module`` and how to call it on ``[0, 1]`` RGB images. Entries live in their
+architecture's folder (``archs/<family>/__init__.py``); this module detects files with them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-from torch import nn
-
+from ..archs.spec import ArchSpec
 from .errors import UnsupportedModelError
-
-StateDict = dict[str, torch.Tensor]
-Forward = Callable[..., torch.Tensor]
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """Everything FaceMend knows about one architecture.
-
-    Attributes:
-        id: stable architecture id (``gfpgan_clean``, ``codeformer``, ...).
-        family: which node consumes it: ``"gfpgan"`` (CS-SFT Modulate), ``"codebook"``
-            (Codebook Restore) or ``"refusion"`` (Diffusion Refine).
-        display_name: human name shown in the UI.
-        required_keys: keys that must all be present for a match (the fingerprint).
-        predicate: optional extra test on shapes, to tell apart entries with the same keys.
-        read_hparams: state dict -> constructor kwargs, read from tensor shapes only.
-        build: kwargs -> ``nn.Module`` whose ``state_dict()`` has the official layout.
-        forward: ``forward(module, x, **controls)``; ``x`` is RGB float ``(B, 3, H, W)`` in
-            ``[0, 1]`` and so is the result. Normalisation to the network's range happens inside.
-        input_size: the square size the network expects (512 for faces), or ``None`` for any.
-        size_multiple: spatial sizes must be multiples of this (after any resize).
-        licence: short licence text shown to users (e.g. ``"Apache-2.0"``, ``"S-Lab 1.0 (non-commercial)"``).
-        controls: names of the ``forward`` keyword controls this arch honours (e.g. ``("fidelity",)``).
-        prepare: optional hook ``(state_dict) -> state_dict`` run before loading, for renames or to
-            drop keys known to be training-only; it must raise on anything it does not recognise.
-        memory_per_pixel: rough peak bytes of activations per input pixel in fp32, for chunk sizing.
-    """
-
-    id: str
-    family: str
-    display_name: str
-    required_keys: tuple[str, ...]
-    read_hparams: Callable[[StateDict], dict[str, Any]]
-    build: Callable[..., nn.Module]
-    forward: Forward
-    licence: str
-    predicate: Callable[[StateDict], bool] | None = None
-    input_size: int | None = 512
-    size_multiple: int = 1
-    controls: tuple[str, ...] = ()
-    prepare: Callable[[StateDict], StateDict] | None = None
-    memory_per_pixel: float = 4096.0
-
-    def key_score(self, sd: Mapping[str, Any]) -> float:
-        """Fraction of ``required_keys`` present in ``sd`` (1.0 = fingerprint keys all there)."""
-        if not self.required_keys:
-            return 0.0
-        return sum(k in sd for k in self.required_keys) / len(self.required_keys)
-
-    def matches(self, sd: Mapping[str, Any]) -> bool:
-        """True when every required key is present and the shape predicate (if any) agrees."""
-        if self.key_score(sd) < 1.0:
-            return False
-        if self.predicate is None:
-            return True
-        try:
-            return bool(self.predicate(dict(sd)))
-        except (KeyError, IndexError, ValueError):
-            return False
 
 
 @dataclass

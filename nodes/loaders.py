@@ -135,7 +135,7 @@ class FaceMendDetectorLoader(NodeDef):
             files.append(PARSER_FILES[kw["parser"]])
         stamp = []
         for f in files:
-            p = find_model("facedetection", f.filename) if f is not None else None
+            p = find_model("facedetection", f.name) if f is not None else None
             stamp.append((str(p), p.stat().st_mtime_ns, p.stat().st_size) if p is not None else None)
         return tuple(stamp)
 

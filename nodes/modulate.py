@@ -8,13 +8,15 @@ from typing import Any
 
 import torch
 
-from ..runtime import Progress, require_family, restore_batch
+from ..archs.gfpgan import NOISE_MODES
+from ..model_loaders import RESTORE, plan_controls, restore_batch
+from ..runtime import Progress
 from .images import bchw_to_image, image_to_bchw
+from .inputs import require_family
 from .spec import In, NodeDef, NodeResult, Out
 
 log = logging.getLogger("facemend")
 
-NOISE_CHOICES = ("stored", "random")
 
 #: Crops whose values leave [0, 1] by more than this are clamped with a warning ...
 RANGE_SLACK = 1e-3
@@ -48,32 +50,6 @@ def check_crop_range(x: torch.Tensor) -> tuple[torch.Tensor, str | None]:
     return x, None
 
 
-def cs_sft_controls(
-    count: int,
-    strength: float = 1.0,
-    strength_coarse: float = 1.0,
-    strength_fine: float = 1.0,
-    noise: str = "stored",
-    seed: int = 0,
-) -> tuple[dict[str, Any], dict[str, list[int]]]:
-    """The CS-SFT widgets as ``runtime.restore_batch`` controls for ``count`` crops.
-
-    Shared by CS-SFT Modulate and Restore Faces (one mapping for both nodes).
-
-    Returns:
-        ``(controls, per_item)``: controls for every crop, and each crop's ``face_index`` (so a
-        face's random noise does not depend on how the batch is chunked).
-    """
-    controls = {
-        "strength": float(strength),
-        "strength_coarse": float(strength_coarse),
-        "strength_fine": float(strength_fine),
-        "noise": noise,
-        "seed": int(seed),
-    }
-    return controls, {"face_index": list(range(count))}
-
-
 class FaceMendCSSFTModulate(NodeDef):
     """Restore aligned face crops with GFP-GAN, with control over its CS-SFT modulation."""
 
@@ -99,25 +75,25 @@ class FaceMendCSSFTModulate(NodeDef):
             "GFPGANv1.4.pth).",
         ),
         In(
-            "strength", "FLOAT", default=1.0, min=0.0, max=3.0, step=0.05,
+            "strength", "FLOAT", default=RESTORE.strength, min=0.0, max=3.0, step=0.05,
             tooltip="How strongly the crop's spatial features steer the StyleGAN2 prior. 0 = prior alone (smooth, generic), "
             "1 = as published, >1 = more fidelity to the input (and to its defects).",
         ),
         In(
-            "strength_coarse", "FLOAT", default=1.0, min=0.0, max=3.0, step=0.05, optional=True,
+            "strength_coarse", "FLOAT", default=RESTORE.strength_coarse, min=0.0, max=3.0, step=0.05, optional=True,
             tooltip="Multiplies 'strength' on the coarse levels (8-64 px of a 512 face): face shape, pose, expression.",
         ),
         In(
-            "strength_fine", "FLOAT", default=1.0, min=0.0, max=3.0, step=0.05, optional=True,
+            "strength_fine", "FLOAT", default=RESTORE.strength_fine, min=0.0, max=3.0, step=0.05, optional=True,
             tooltip="Multiplies 'strength' on the fine levels (128-512 px): skin, eyes, hair and other texture.",
         ),
         In(
-            "noise", "COMBO", default="stored", options=NOISE_CHOICES,
+            "noise", "COMBO", default=RESTORE.noise, options=NOISE_MODES,
             tooltip="'stored': the model's fixed noise (reproducible, as the official code with randomize_noise=False). "
             "'random': fresh noise from 'seed' for varied fine detail.",
         ),
         In(
-            "seed", "INT", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, optional=True,
+            "seed", "INT", default=RESTORE.seed, min=0, max=0xFFFFFFFFFFFFFFFF, optional=True,
             tooltip="Noise seed when noise is 'random' (face k of the batch uses seed + k). Ignored for 'stored'.",
         ),
     )
@@ -128,11 +104,11 @@ class FaceMendCSSFTModulate(NodeDef):
         cls,
         crops: torch.Tensor,
         model: Any,
-        strength: float = 1.0,
-        strength_coarse: float = 1.0,
-        strength_fine: float = 1.0,
-        noise: str = "stored",
-        seed: int = 0,
+        strength: float = RESTORE.strength,
+        strength_coarse: float = RESTORE.strength_coarse,
+        strength_fine: float = RESTORE.strength_fine,
+        noise: str = RESTORE.noise,
+        seed: int = RESTORE.seed,
     ) -> NodeResult:
         """Restore ``crops`` (IMAGE ``(B, S, S, C)`` in ``[0, 1]``) with ``model`` (a gfpgan-family ``ManagedModel``).
 
@@ -144,8 +120,8 @@ class FaceMendCSSFTModulate(NodeDef):
                 outside ``[0, 1]`` (e.g. 0-255).
         """
         require_family(model, "gfpgan", cls.DISPLAY_NAME)
-        if noise not in NOISE_CHOICES:
-            raise ValueError(f"{cls.DISPLAY_NAME}: noise must be one of {NOISE_CHOICES}, got {noise!r}.")
+        if noise not in NOISE_MODES:
+            raise ValueError(f"{cls.DISPLAY_NAME}: noise must be one of {NOISE_MODES}, got {noise!r}.")
         for name, value in (("strength", strength), ("strength_coarse", strength_coarse), ("strength_fine", strength_fine)):
             if not (math.isfinite(float(value)) and float(value) >= 0.0):
                 raise ValueError(f"{cls.DISPLAY_NAME}: {name} must be a number >= 0, got {value}.")
@@ -154,10 +130,12 @@ class FaceMendCSSFTModulate(NodeDef):
         if b == 0:
             return NodeResult((bchw_to_image(x),), ui={"text": ["no faces: nothing to restore"]})
         x, note = check_crop_range(x)
-        controls, per_item = cs_sft_controls(b, strength, strength_coarse, strength_fine, noise, seed)
+        values = {"strength": float(strength), "strength_coarse": float(strength_coarse),
+                  "strength_fine": float(strength_fine), "noise": noise, "seed": int(seed)}
+        plan = plan_controls(model.model, values, b)
         progress = Progress(b, desc="FaceMend CS-SFT")
         try:
-            y = restore_batch(model, x, controls=controls, per_item=per_item, progress=progress)
+            y = restore_batch(model, x, plan, progress=progress)
         finally:
             progress.close()
         lines = [

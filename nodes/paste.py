@@ -7,9 +7,11 @@ from typing import Any
 from ..face.color import COLOR_MODES
 from ..face.masks import MASK_MODES
 from ..face.models import FaceModels
-from ..face.pipeline import check_finite, paste_back, rgb_view
+from ..face.pipeline import paste_back
 from ..face.records import FaceSet
+from ..face.settings import PASTE
 from ..runtime import Progress
+from .images import check_finite, rgb_view
 from .spec import In, NodeDef, NodeResult, Out
 
 
@@ -27,18 +29,18 @@ class FaceMendPasteBack(NodeDef):
         In("crops", "IMAGE", "Face crops to paste, one per detected face in the same order and size (e.g. restored)."),
         In("faces", "FACEMEND_FACES", "The faces output of 'FaceMend Detect'."),
         In("mask", "COMBO", "Blend mask: box (feathered square), parsing (face parts from the parser) or "
-           "box+parsing (parts with the box's soft edge, never a hard edge at the crop border).", default="box",
+           "box+parsing (parts with the box's soft edge, never a hard edge at the crop border).", default=PASTE.mask,
            options=MASK_MODES),
-        In("feather", "FLOAT", "Width of the mask's soft edge, as a fraction of the face size.", default=0.1,
+        In("feather", "FLOAT", "Width of the mask's soft edge, as a fraction of the face size.", default=PASTE.feather,
            min=0.0, max=1.0, step=0.01),
         In("erode", "FLOAT", "Shrink the mask inwards by this fraction of the face size before feathering.",
-           default=0.05, min=0.0, max=0.5, step=0.01),
+           default=PASTE.erode, min=0.0, max=0.5, step=0.01),
         In("color_correction", "COMBO", "Match the crop's colours to the original face: none, adain (mean and "
-           "contrast), wavelet (low frequencies from the original) or histogram.", default="none", options=COLOR_MODES),
-        In("opacity", "FLOAT", "How strongly the crops replace the original (1 = fully).", default=1.0, min=0.0,
+           "contrast), wavelet (low frequencies from the original) or histogram.", default=PASTE.color, options=COLOR_MODES),
+        In("opacity", "FLOAT", "How strongly the crops replace the original (1 = fully).", default=PASTE.opacity, min=0.0,
            max=1.0, step=0.01),
         In("parse_classes", "STRING", "Parsing masks: face parts to include, comma-separated, from skin, brows, eyes, "
-           "nose, mouth, hair, ears, neck.", default="skin, brows, eyes, nose, mouth"),
+           "nose, mouth, hair, ears, neck.", default=PASTE.parse_classes),
         In("detector", "FACEMEND_DETECTOR", "Needed for parsing masks: a detector loaded with a parser "
            "(bisenet or parsenet).", optional=True),
     )
@@ -60,9 +62,10 @@ class FaceMendPasteBack(NodeDef):
         check_finite(frames)
         progress = Progress(max(len(faces), 1), "FaceMend paste")
         image, mask = paste_back(
-            frames, crops, faces, mask=kw.get("mask", "box"), erode=kw.get("erode", 0.05),
-            feather=kw.get("feather", 0.1), color=kw.get("color_correction", "none"), opacity=kw.get("opacity", 1.0),
-            models=models, parse_classes=kw.get("parse_classes", "skin, brows, eyes, nose, mouth"), progress=progress,
+            frames, crops, faces, mask=kw.get("mask", PASTE.mask), erode=kw.get("erode", PASTE.erode),
+            feather=kw.get("feather", PASTE.feather), color=kw.get("color_correction", PASTE.color),
+            opacity=kw.get("opacity", PASTE.opacity), models=models,
+            parse_classes=kw.get("parse_classes", PASTE.parse_classes), progress=progress,
         )
         progress.close()
         return NodeResult((image.permute(0, 2, 3, 1), mask))

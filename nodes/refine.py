@@ -7,8 +7,9 @@ from typing import Any
 import torch
 
 from ..archs.refusion import SAMPLERS, SCHEDULES, RefineSettings, generator_noise, minimum_side, refine_images, seed_generators
-from ..runtime import Progress, check_interrupted, require_family, resolve_dtype, run_in_chunks
+from ..runtime import Progress, check_interrupted, resolve_dtype, run_in_chunks
 from .images import bchw_to_image, image_to_bchw
+from .inputs import require_family
 from .spec import In, NodeDef, NodeResult, Out
 
 NODE_NAME = "FaceMend Diffusion Refine"

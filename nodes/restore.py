@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from typing import Any
 
 import torch
 
-from .. import runtime
+from ..model_loaders import RESTORE, plan_controls, restore_batch
+from ..runtime import Progress
 from .images import bchw_to_image, image_to_bchw
+from .inputs import require_family
 from .spec import In, NodeDef, NodeResult, Out
-
-log = logging.getLogger("facemend")
-
-FIDELITY = "fidelity"
 
 
 def parse_fidelity_list(text: str | None) -> list[float] | None:
@@ -44,50 +41,6 @@ def parse_fidelity_list(text: str | None) -> list[float] | None:
     return values
 
 
-def fidelity_note(model: Any, fidelity: float, per_face: list[float] | None = None) -> str | None:
-    """``None`` when the fidelity control drives ``model``; otherwise why it is ignored."""
-    name = model.spec.display_name
-    if FIDELITY not in model.spec.controls:
-        return f"fidelity does not apply to {name} ({model.arch}); the value is ignored"
-    fixed = getattr(model.module, "fixed_controls", {}).get(FIDELITY)
-    if fixed is not None:
-        variant = getattr(model.module, "variant", "this checkpoint")
-        return f"{name} {variant} model: fidelity is fixed at {fixed:g} as in the official inference; the value is ignored"
-    return None
-
-
-def fidelity_controls(
-    model: Any, fidelity: float, per_face: list[float] | None, count: int
-) -> tuple[dict[str, float], dict[str, list[float]], str]:
-    """The fidelity widget(s) as ``runtime.restore_batch`` controls for ``count`` crops.
-
-    Shared by Codebook Restore and Restore Faces (one mapping for both nodes).
-
-    Args:
-        model: the ``RestorationModel`` (a codebook model).
-        fidelity: the widget value in ``[0, 1]``.
-        per_face: optional per-crop values (length 1 or ``count``), overriding ``fidelity``.
-        count: number of crops.
-
-    Returns:
-        ``(controls, per_item, note)``: keyword controls for every crop, per-crop controls, and a
-        line for the UI. When fidelity does not drive ``model``, both dicts are empty and the note
-        (also logged) says why.
-    """
-    controls: dict[str, float] = {}
-    per_item: dict[str, list[float]] = {}
-    note = fidelity_note(model, fidelity, per_face)
-    if note is not None:
-        log.info("FaceMend: %s", note)
-        return controls, per_item, note
-    if per_face is not None and len(per_face) == count and count > 1:
-        per_item[FIDELITY] = per_face
-    else:
-        controls[FIDELITY] = per_face[0] if per_face is not None else fidelity
-    values = ", ".join(f"{v:g}" for v in per_face) if per_face else f"{fidelity:g}"
-    return controls, per_item, f"{model.spec.display_name}: fidelity {values}"
-
-
 class FaceMendCodebookRestore(NodeDef):
     """Restore aligned face crops with a codebook-prior model (CodeFormer, RestoreFormer(++), VQFR)."""
 
@@ -113,7 +66,7 @@ class FaceMendCodebookRestore(NodeDef):
         In(
             "fidelity",
             "FLOAT",
-            default=0.5,
+            default=RESTORE.fidelity,
             min=0.0,
             max=1.0,
             step=0.01,
@@ -136,8 +89,8 @@ class FaceMendCodebookRestore(NodeDef):
     def execute(cls, **kwargs: Any) -> NodeResult:
         crops: torch.Tensor = kwargs["crops"]
         managed = kwargs["model"]
-        fidelity = float(kwargs.get("fidelity", 0.5))
-        runtime.require_family(managed, "codebook", cls.DISPLAY_NAME)
+        fidelity = float(kwargs.get("fidelity", RESTORE.fidelity))
+        require_family(managed, "codebook", cls.DISPLAY_NAME)
         if not math.isfinite(fidelity) or not 0.0 <= fidelity <= 1.0:
             raise ValueError(f"{cls.DISPLAY_NAME}: fidelity must be between 0 and 1, got {fidelity}.")
         per_face = parse_fidelity_list(kwargs.get("per_face_fidelity"))
@@ -155,13 +108,13 @@ class FaceMendCodebookRestore(NodeDef):
                 f"{cls.DISPLAY_NAME}: per_face_fidelity has {len(per_face)} values for {b} crops; give one value per crop "
                 "(in batch order) or a single value."
             )
-        controls, per_item, note = fidelity_controls(managed.model, fidelity, per_face, b)
-        progress = runtime.Progress(b, desc=cls.DISPLAY_NAME)
+        plan = plan_controls(managed.model, {"fidelity": per_face if per_face is not None else fidelity}, b)
+        progress = Progress(b, desc=cls.DISPLAY_NAME)
         try:
-            out = runtime.restore_batch(managed, x, controls=controls, per_item=per_item, progress=progress)
+            out = restore_batch(managed, x, plan, progress=progress)
         finally:
             progress.close()
-        return NodeResult((bchw_to_image(out),), {"text": [note]})
+        return NodeResult((bchw_to_image(out),), {"text": [plan.summary(managed.model)]})
 
 
 NODES: list[type[NodeDef]] = [FaceMendCodebookRestore]

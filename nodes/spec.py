@@ -1,7 +1,7 @@
 """Declarative node descriptions, free of ComfyUI imports.
 
 Each FaceMend node is a subclass of :class:`NodeDef` with a schema built from :class:`In` and
-:class:`Out` entries and a plain ``execute`` classmethod. ``runtime/comfy_nodes.py`` turns them into
+:class:`Out` entries and a plain ``execute`` classmethod. ``extension/v3.py`` turns them into
 ComfyUI V3 ``io.ComfyNode`` classes inside ComfyUI; tests and the CLI call ``execute`` directly and
 inspect the schema without ComfyUI installed.
 """

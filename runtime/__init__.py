@@ -1,11 +1,13 @@
-"""The bridge to ComfyUI: the only package that imports ``comfy``, ``folder_paths`` or ``comfy_api``.
+"""Services, with or without ComfyUI: device, dtype policy, ModelPatcher + load_models_gpu, progress,
+interruption, model folders, memory and batching.
 
-Each function works inside ComfyUI (using its device, model management, progress bar, interruption
-and model folders) and outside it (plain PyTorch, tqdm, a configurable models directory).
+Inside ComfyUI each function uses ComfyUI's own device, model management, progress bar,
+interruption and model folders (imported lazily, see :mod:`.comfy`); outside it (the CLI, tests)
+plain PyTorch, tqdm and a configurable models directory. This room imports no other room of the
+pack.
 """
 
 from .batching import run_in_chunks
-from .inference import require_family, restore_batch
 from .comfy import in_comfyui
 from .device import intermediate_device, offload_device, torch_device
 from .folders import FOLDERS, download_dir, find_model, folder_paths_for, list_models, register_model_folders
@@ -19,6 +21,6 @@ __all__ = [
     "FOLDERS", "PRECISIONS", "Interrupted", "ManagedModel", "Progress", "check_interrupted", "chunk_size_for",
     "compute_precision", "cpu_supports_bf16", "download_dir", "find_model", "folder_paths_for",
     "free_memory_bytes", "in_comfyui", "intermediate_device", "is_oom", "list_models", "offload_device",
-    "register_model_folders", "request_interrupt", "require_family", "restore_batch", "resolve_dtype", "run_in_chunks", "run_with_fallback",
+    "register_model_folders", "request_interrupt", "resolve_dtype", "run_in_chunks", "run_with_fallback",
     "torch_device",
 ]

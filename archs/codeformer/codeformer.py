@@ -157,12 +157,6 @@ class CodeFormer(nn.Module):
         self.idx_pred_layer = nn.Sequential(nn.LayerNorm(dim_embd), nn.Linear(dim_embd, codebook_size, bias=False))
         self.fuse_convs_dict = nn.ModuleDict({s: FuseSFT(FUSE_CHANNELS[s]) for s in self.connect_list})
 
-    @property
-    def fixed_controls(self) -> dict[str, float]:
-        """Controls the official inference fixes for this checkpoint (the user's value is ignored):
-        colorization runs with ``w = 0`` (no fidelity stage was trained), inpainting with ``w = 1``."""
-        return {"colorization": {"fidelity": 0.0}, "inpainting": {"fidelity": 1.0}}.get(self.variant, {})
-
     def predict_codes(self, lq_feat: torch.Tensor) -> torch.Tensor:
         """Code logits ``(B, H*W, codebook_size)`` for latent features ``(B, 256, H, W)``.
 

@@ -57,7 +57,7 @@ def load_core_nodes() -> dict[str, Any]:
 
 def facemend_schemas() -> dict[str, dict[str, Any]]:
     """``/object_info``-style schemas of FaceMend's nodes, built from ``facemend.nodes.all_nodes()``
-    exactly as ``runtime/comfy_nodes.py`` declares them to ComfyUI (without ComfyUI)."""
+    exactly as ``extension/v3.py`` declares them to ComfyUI (without ComfyUI)."""
     from facemend.nodes import all_nodes
 
     out: dict[str, dict[str, Any]] = {}

@@ -24,13 +24,10 @@ Node = FaceMendCodebookRestore
 class Recorder(nn.Module):
     """A stand-in network: output = 1 - input; remembers every call's controls."""
 
-    def __init__(self, fixed: dict[str, float] | None = None) -> None:
+    def __init__(self) -> None:
         super().__init__()
         self.scale = nn.Parameter(torch.ones(()))
         self.calls: list[dict[str, Any]] = []
-        if fixed is not None:
-            self.fixed_controls = fixed
-            self.variant = "colorization"
 
 
 def make_model(family: str = "codebook", controls: tuple[str, ...] = ("fidelity",), fixed: dict[str, float] | None = None) -> ManagedModel:
@@ -42,8 +39,10 @@ def make_model(family: str = "codebook", controls: tuple[str, ...] = ("fidelity"
     spec = ArchSpec(
         id=f"fake_{family}", family=family, display_name=f"Fake {family}", required_keys=("scale",),
         read_hparams=lambda sd: {}, build=Recorder, forward=forward, licence="test", controls=controls,
+        fixed_controls=(lambda hp: fixed) if fixed is not None else None,
     )
-    return ManagedModel(RestorationModel(spec=spec, module=Recorder(fixed), hparams={}), precision="fp32")
+    hparams = {"variant": "colorization"} if fixed is not None else {}
+    return ManagedModel(RestorationModel(spec=spec, module=Recorder(), hparams=hparams), precision="fp32")
 
 
 def crops(n: int = 2, size: int = 512) -> torch.Tensor:
@@ -154,7 +153,9 @@ def test_progress_and_interruption(monkeypatch: pytest.MonkeyPatch) -> None:
             super().update(n)
             seen.append((self.done, self.total))
 
-    monkeypatch.setattr(runtime, "Progress", Recording)
+    import facemend.nodes.restore as restore_node
+
+    monkeypatch.setattr(restore_node, "Progress", Recording)
     Node.execute(crops=crops(3), model=make_model(), fidelity=0.5)
     assert seen and seen[-1] == (3, 3)
 

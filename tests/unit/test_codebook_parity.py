@@ -131,7 +131,7 @@ def test_codeformer_matches_spandrel_at_several_fidelities(face: torch.Tensor) -
 def test_codeformer_colorization_matches_spandrel(face: torch.Tensor) -> None:
     sd = seeded(load_layout("codebook/codeformer_colorization_layout.json"), SEED_COLOR)
     ours = load_model(sd)
-    assert ours.module.variant == "colorization" and ours.module.fixed_controls == {"fidelity": 0.0}
+    assert ours.module.variant == "colorization" and ours.fixed_controls == {"fidelity": 0.0}
     ref = (_spandrel_codeformer(sd, ["32", "64", "128"], 1024)(face * 2 - 1, weight=0.0)[0].clamp(-1, 1) + 1) / 2
     got = ours(face, fidelity=0.9)  # the official script fixes w = 0; the value is ignored
     assert (got - ref).abs().max().item() < ATOL

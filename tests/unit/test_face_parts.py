@@ -181,12 +181,12 @@ def test_parsing_groups_and_labels() -> None:
 def test_parsing_masks_with_facexlib_networks(parser: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Random-weight facexlib parsers (no released weights here) through the full mask path
     (at 128 px instead of the networks' 512 to keep the test light; both are fully convolutional)."""
-    from facemend.face.models import ParsingNet, build_parser
+    from facemend.face.models import FaceNet, build_parser
 
     monkeypatch.setattr(masks, "PARSE_SIZE", 128)
     torch.manual_seed(0)
     net = build_parser(parser)
-    managed = ManagedModel(ParsingNet(parser, net), module=net, device=torch.device("cpu"))
+    managed = ManagedModel(FaceNet(parser, net), module=net, device=torch.device("cpu"))
     crops = torch.rand(1, 3, 256, 256)
     labels = masks.parse_faces(managed, crops)
     assert labels.shape == (1, 128, 128) and int(labels.min()) >= 0 and int(labels.max()) < 19
@@ -303,7 +303,7 @@ def test_official_urls_are_facexlibs() -> None:
 
     source = inspect.getsource(init_detection_model) + inspect.getsource(init_parsing_model)
     for f in (*DETECTOR_FILES.values(), *PARSER_FILES.values()):
-        assert f"'{f.url}'" in source and f.url.endswith("/" + f.filename)
+        assert f"'{f.url}'" in source and f.url.endswith("/" + f.name)
 
 
 @pytest.fixture
@@ -319,10 +319,10 @@ def test_present_file_loads_without_network(models_dir: Path, monkeypatch: pytes
 
     shutil.copy(RETINAFACE_MOBILENET, models_dir / "detection_mobilenet0.25_Final.pth")
 
-    def no_network(file: fm.ModelFile) -> Path:
-        raise AssertionError(f"tried to download {file.url}")
+    def no_network(name: str, kind: str, url: str, **_: object) -> Path:
+        raise AssertionError(f"tried to download {url}")
 
-    monkeypatch.setattr(fm, "fetch_model_file", no_network)
+    monkeypatch.setattr(fm, "download_model", no_network)
     loaded = fm.load_face_models("retinaface_mobile0.25", "none")
     assert isinstance(loaded.detector, ManagedModel) and loaded.parser is None
     assert loaded.detector_name == "retinaface_mobile0.25"
@@ -334,17 +334,21 @@ def test_present_file_loads_without_network(models_dir: Path, monkeypatch: pytes
 def test_missing_file_is_downloaded_from_the_official_url(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from facemend.face import models as fm
 
-    asked: list[fm.ModelFile] = []
+    asked: list[tuple[str, str, str, str | None]] = []
 
-    def fake_fetch(file: fm.ModelFile) -> Path:
-        asked.append(file)
-        dest = models_dir / file.filename
+    def fake_download(name: str, kind: str, url: str, sha256: str | None = None) -> Path:
+        asked.append((name, kind, url, sha256))
+        dest = models_dir / name
         shutil.copy(RETINAFACE_MOBILENET, dest)
         return dest
 
-    monkeypatch.setattr(fm, "fetch_model_file", fake_fetch)
+    monkeypatch.setattr(fm, "download_model", fake_download)
     fm.load_face_models("retinaface_mobile0.25")
-    assert [a.url for a in asked] == ["https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_mobilenet0.25_Final.pth"]
+    assert asked == [(
+        "detection_mobilenet0.25_Final.pth", "facedetection",
+        "https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_mobilenet0.25_Final.pth",
+        "2979b33ffafda5d74b6948cd7a5b9a7a62f62b949cef24e95fd15d2883a65220",  # the official digest is checked
+    )]
     with pytest.raises(FileNotFoundError, match="facedetection"):
         fm.model_path(fm.DETECTOR_FILES["retinaface_resnet50"], allow_download=False)
 

@@ -22,7 +22,8 @@ from torchvision.ops import box_iou
 
 from facemend.face.alignment import align_landmarks, face_template
 from facemend.face.models import load_retinaface
-from facemend.face.pipeline import detect_and_align, paste_back, rgb_view
+from facemend.face.pipeline import detect_and_align, paste_back
+from facemend.nodes.images import rgb_view
 from facemend.face.warp import resample
 from facemend.runtime import ManagedModel
 from fm_testing.images import RETINAFACE_MOBILENET, astronaut_rgb, face_crop_512

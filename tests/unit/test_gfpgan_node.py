@@ -18,7 +18,8 @@ from facemend.archs.gfpgan import GFPGANv1Clean
 from facemend.model_loaders import ArchSpec, RestorationModel, load_model
 from facemend.nodes import all_nodes
 from facemend.nodes.modulate import FaceMendCSSFTModulate
-from facemend.runtime import Interrupted, ManagedModel, request_interrupt, require_family
+from facemend.nodes.inputs import require_family
+from facemend.runtime import Interrupted, ManagedModel, request_interrupt
 from fm_testing.weights import seeded_state_dict
 
 
@@ -193,7 +194,7 @@ def test_bad_controls_are_refused(managed, crops) -> None:
 
 
 def test_bf16_autocast_stays_close_to_fp32(model, crops, monkeypatch) -> None:
-    import facemend.runtime.inference as inference
+    import facemend.model_loaders.inference as inference
 
     monkeypatch.setattr(inference, "resolve_dtype", lambda policy, device, **k: torch.bfloat16)
     bf16 = run(ManagedModel(model, precision="bf16"), crops)
@@ -204,7 +205,7 @@ def test_bf16_autocast_stays_close_to_fp32(model, crops, monkeypatch) -> None:
 
 
 def test_fp16_overflow_is_recomputed_in_fp32(crops, monkeypatch, caplog) -> None:
-    import facemend.runtime.inference as inference
+    import facemend.model_loaders.inference as inference
 
     model = small_gfpgan()
     with torch.no_grad():  # ToRGB outputs beyond fp16's 65504: inf in fp16, fine (then clamped) in fp32

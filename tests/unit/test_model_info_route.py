@@ -1,6 +1,6 @@
 """The loader's model-info route: cheap checkpoint inspection and the request handler logic.
 
-The handler (:func:`facemend.runtime.server_routes.model_info`) runs here without ComfyUI: model
+The handler (:func:`facemend.extension.routes.model_info`) runs here without ComfyUI: model
 folders fall back to ``$FACEMEND_MODELS_DIR/<kind>``. A tiny made-up architecture stands in for
 the real ones so these tests do not depend on any family being registered.
 """
@@ -18,8 +18,8 @@ from torch import nn
 from facemend.model_loaders import ArchSpec, Registry
 from facemend.model_loaders import info as info_mod
 from facemend.model_loaders import model as model_mod
-from facemend.runtime import server_routes
-from facemend.runtime.server_routes import model_info
+from facemend.extension import routes as server_routes
+from facemend.extension.routes import model_info
 
 
 class TinyNet(nn.Module):

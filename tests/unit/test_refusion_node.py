@@ -182,10 +182,7 @@ def test_model_call_runs_the_reverse_process(nafnet: ManagedModel, latent_net: M
     x = _image(2).permute(0, 3, 1, 2)
     y = nafnet.model(x, steps=3, seed=2)
     assert y.shape == x.shape and torch.equal(y, nafnet.model(x, steps=3, seed=2))
-    # per-face controls as tensors: run image by image, each with its batch seed
-    per = nafnet.model(x, steps=3, seed=2, strength=torch.tensor([1.0, 0.5]))
-    torch.testing.assert_close(per[0], y[0], atol=1e-4, rtol=0)
-    torch.testing.assert_close(per[1:], nafnet.model(x[1:], steps=3, seed=3, strength=0.5), atol=1e-4, rtol=0)
+    assert not torch.equal(y, nafnet.model(x, steps=3, seed=3))  # the seed drives the noise
     with pytest.raises(ValueError, match="autoencoder"):
         latent_net.model(x, steps=2)
     assert latent_net.model(x, steps=2, autoencoder=autoencoder.model).shape == x.shape

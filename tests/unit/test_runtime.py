@@ -9,7 +9,9 @@ import torch
 
 from facemend import runtime
 from facemend.model_loaders import Registry, load_model
-from facemend.runtime import ManagedModel, Progress, restore_batch, run_in_chunks
+from facemend.model_loaders import ControlPlan, restore_batch
+from facemend.nodes.inputs import require_family
+from facemend.runtime import ManagedModel, Progress, run_in_chunks
 from fm_testing.tiny_arch import TINY_SPEC, tiny_state_dict
 
 
@@ -110,13 +112,13 @@ def test_restore_batch_matches_direct_call_and_per_item_controls() -> None:
     managed = _managed()
     x = torch.rand(3, 3, 32, 32)
     x0 = x.clone()
-    y = restore_batch(managed, x, per_item={"gain": [0.0, 1.0, 0.0]})
+    y = restore_batch(managed, x, ControlPlan(per_item={"gain": [0.0, 1.0, 0.0]}))
     assert torch.equal(x, x0)
     assert torch.allclose(y[0], x[0], atol=1e-6) and torch.allclose(y[2], x[2], atol=1e-6)
     direct = managed.model(x[1:2], gain=1.0).clamp(0, 1)
     assert torch.allclose(y[1:2], direct, atol=1e-6)
     with pytest.raises(ValueError, match="one per face"):
-        restore_batch(managed, x, per_item={"gain": [0.5, 0.5]})
+        restore_batch(managed, x, ControlPlan(per_item={"gain": [0.5, 0.5]}))
 
 
 def test_restore_batch_zero_and_non_square() -> None:
@@ -126,14 +128,14 @@ def test_restore_batch_zero_and_non_square() -> None:
     m = ManagedModel(load_model(tiny_state_dict(), registry=Registry([spec512])), precision="fp32")
     with pytest.raises(ValueError, match="square"):
         restore_batch(m, torch.rand(1, 3, 64, 48))
-    out = restore_batch(m, torch.rand(2, 3, 100, 100), controls={"gain": 0.0})  # resized in and out
+    out = restore_batch(m, torch.rand(2, 3, 100, 100), ControlPlan(controls={"gain": 0.0}))  # resized in and out
     assert out.shape == (2, 3, 100, 100)
 
 
 def test_require_family_messages() -> None:
     managed = _managed()
-    runtime.require_family(managed, "codebook", "Codebook Restore")
+    require_family(managed, "codebook", "Codebook Restore")
     with pytest.raises(ValueError, match="is a codebook model; connect it to 'FaceMend Codebook Restore'"):
-        runtime.require_family(managed, "gfpgan", "FaceMend CS-SFT Modulate")
+        require_family(managed, "gfpgan", "FaceMend CS-SFT Modulate")
     with pytest.raises(ValueError, match="not a FaceMend model"):
-        runtime.require_family(object(), "gfpgan", "FaceMend CS-SFT Modulate")
+        require_family(object(), "gfpgan", "FaceMend CS-SFT Modulate")

@@ -2,7 +2,7 @@
 
 The live server loads it next to FaceMend (``tests/integration/conftest.py`` links it into the
 temporary ``custom_nodes``). Its nodes are plain :class:`~facemend.nodes.spec.NodeDef` classes
-turned into V3 nodes by FaceMend's own converter (``runtime/comfy_nodes.py``), so the converter,
+turned into V3 nodes by FaceMend's own converter (``extension/v3.py``), so the converter,
 UI payloads (previews, text, ``facemend_faces``), interruption and error reporting are exercised
 in a real ComfyUI whatever FaceMend nodes exist yet.
 
@@ -113,6 +113,6 @@ class ProbeSlow(NodeDef):
 
 
 async def comfy_entrypoint():  # noqa: ANN201
-    from facemend.runtime.comfy_nodes import FaceMendExtension
+    from facemend.extension.v3 import FaceMendExtension
 
     return FaceMendExtension([ProbeAllInputs, ProbeFail, ProbeSlow])

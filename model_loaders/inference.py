@@ -1,45 +1,27 @@
-"""Running a loaded restorer over a batch of face crops: the one code path every node shares.
+"""Running a loaded restorer over a batch of face crops: the one code path every restore node shares.
 
 Resizing to the network's size, dtype policy, memory-sized chunks with OOM back-off, progress and
-interruption all happen here, so CS-SFT Modulate, Codebook Restore and Restore Faces behave alike.
+interruption all happen here, so CS-SFT Modulate, Codebook Restore, GPEN Restore, Restore Faces
+and the command line behave alike.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .batching import run_in_chunks
-from .models import ManagedModel
-from .precision import resolve_dtype
-from .progress import Progress
+from ..runtime import ManagedModel, Progress, resolve_dtype, run_in_chunks
+from .controls import ControlPlan
 
 log = logging.getLogger("facemend")
-
-
-def require_family(managed: Any, family: str, node_name: str) -> None:
-    """Raise a clear ``ValueError`` when a model of the wrong family is wired into a node."""
-    model = getattr(managed, "model", None)
-    actual = getattr(model, "family", None)
-    if actual is None:
-        raise ValueError(f"{node_name}: the 'model' input is not a FaceMend model; connect a 'FaceMend Load Model' node.")
-    if actual != family:
-        where = {"gfpgan": "FaceMend CS-SFT Modulate", "codebook": "FaceMend Codebook Restore", "refusion": "FaceMend Diffusion Refine"}
-        raise ValueError(
-            f"{node_name}: {model.spec.display_name} ({model.arch}) is a {actual} model; "
-            f"connect it to '{where.get(actual, actual)}' instead."
-        )
 
 
 def restore_batch(
     managed: ManagedModel,
     crops: torch.Tensor,
-    controls: Mapping[str, Any] | None = None,
-    per_item: Mapping[str, Sequence[float] | torch.Tensor] | None = None,
+    plan: ControlPlan | None = None,
     progress: Progress | None = None,
 ) -> torch.Tensor:
     """Run ``managed``'s restorer over ``crops``.
@@ -48,9 +30,9 @@ def restore_batch(
         managed: a loaded model (``managed.model`` is a ``RestorationModel``).
         crops: ``(B, 3, S, S)`` RGB float in ``[0, 1]`` (any device; never modified). Crops that are
             not the network's size are resized in and out with antialiasing.
-        controls: keyword controls passed to every chunk (e.g. ``{"fidelity": 0.5}``).
-        per_item: controls with one value per crop (length ``B``); each chunk receives a float
-            tensor ``(n,)`` slice on the compute device.
+        plan: the controls (:func:`~facemend.model_loaders.controls.plan_controls`): ``controls``
+            go to every chunk (e.g. ``{"fidelity": 0.5}``); each ``per_item`` list (length ``B``)
+            reaches a chunk as a float tensor ``(n,)`` slice on the compute device.
         progress: advanced once per finished crop.
 
     Returns:
@@ -66,7 +48,7 @@ def restore_batch(
         raise ValueError(f"FaceMend: expected RGB crops with 3 channels, got {c}.")
     if b == 0:
         return crops.new_zeros((0, 3, h, w), dtype=torch.float32)
-    size = spec.input_size
+    size = model.input_size
     if size is not None and h != w:
         raise ValueError(
             f"FaceMend: {model.arch} restores square face crops; got {w}x{h}. Use the crops from 'FaceMend Detect' "
@@ -76,12 +58,13 @@ def restore_batch(
     if resize:
         log.info("FaceMend: resizing %dx%d crops to %d for %s and back", w, h, size, model.arch)
     per = {}
-    for name, values in (per_item or {}).items():
+    plan = plan or ControlPlan()
+    for name, values in plan.per_item.items():
         t = torch.as_tensor(values, dtype=torch.float32).flatten()
         if t.numel() != b:
             raise ValueError(f"FaceMend: {name} has {t.numel()} values for {b} faces; give one per face or a single value.")
         per[name] = t
-    fixed = dict(controls or {})
+    fixed = dict(plan.controls)
     side = size or max(h, w)
     per_item_bytes = spec.memory_per_pixel * side * side
     device = managed.load(memory_required=int(per_item_bytes))

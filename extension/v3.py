@@ -1,6 +1,7 @@
 """Turn FaceMend :class:`~facemend.nodes.spec.NodeDef` classes into ComfyUI V3 nodes.
 
-Only imported inside ComfyUI (it imports ``comfy_api``).
+Only imported inside ComfyUI (it imports ``comfy_api``): the one module that knows ComfyUI's node
+system, together with :mod:`.routes`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 from comfy_api.latest import ComfyExtension, io, ui  # noqa: F401 - ComfyUI is present here
 
 from ..nodes.spec import In, NodeDef, NodeResult, Out
+from ..runtime import register_model_folders
 
 _CUSTOM: dict[str, Any] = {}
 
@@ -111,14 +113,10 @@ class FaceMendExtension(ComfyExtension):
         self._nodes = nodes
 
     async def on_load(self) -> None:
-        from .folders import register_model_folders
-
         register_model_folders()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         # ComfyUI 0.8 never calls on_load (nodes.load_custom_node only awaits get_node_list), so
         # the folders are registered here too (idempotent), before any schema lists models.
-        from .folders import register_model_folders
-
         register_model_folders()
         return [to_comfy_node(n) for n in self._nodes]

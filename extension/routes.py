@@ -25,8 +25,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .comfy import comfy_module
-from .folders import find_model, list_models
+from ..runtime import find_model, list_models
+from ..runtime.comfy import comfy_module
 
 log = logging.getLogger("facemend")
 
