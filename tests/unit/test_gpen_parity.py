@@ -381,3 +381,15 @@ def test_entry_basics() -> None:
     assert set(SPEC.controls) == {"strength", "normalize"}
     assert "non-commercial" in SPEC.licence
     assert SPEC.size_for({"size": 1024}) == 1024
+
+
+def test_catalog_lists_every_released_generator() -> None:
+    from facemend.model_loaders import find_known, known_models
+
+    rows = [m for m in known_models("facerestore_models") if m.arch == "gpen"]
+    names = {m.name for m in rows}
+    assert {f"{n}.pth" for n in OFFICIAL if "1024" not in n or "BFR" not in n} - {"GPEN-BFR-2048.pth"} <= names
+    assert {"pytorch_model.pt", "pytorch_model-2048.pt"} <= names  # ModelScope's 1024 and 2048 files
+    for m in rows:
+        assert find_known(m.name) is m and "non-commercial" in m.licence and (m.url or m.page)
+        assert m.url is None or m.url.startswith("https://") and "?" not in m.url
