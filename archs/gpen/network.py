@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..gfpgan.common import NormStyleCode, grouped_conv, modulated_weight
@@ -89,7 +90,7 @@ class DownConv(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(
-            FIRFilter(pad=(2, 2)),
+            FIRFilter(pad=(2, 2)),  # StyleGAN2's pads for a 4-tap blur before a stride-2 3x3 conv
             EqualConv2d(in_channels, out_channels, 3, stride=2, padding=0, bias=False),
             FusedLeakyReLU(out_channels),
         )
@@ -131,7 +132,7 @@ class ModulatedConv(nn.Module):
         b, c_in, h, w = x.shape
         c_out, k = weight.shape[1], weight.shape[-1]
         weight = weight.transpose(1, 2).reshape(b * c_in, c_out, k, k)
-        out = torch.nn.functional.conv_transpose2d(x.reshape(1, b * c_in, h, w), weight, stride=2, groups=b)
+        out = F.conv_transpose2d(x.reshape(1, b * c_in, h, w), weight, stride=2, groups=b)
         return self.blur(out.view(b, c_out, *out.shape[2:]))
 
 
@@ -177,7 +178,7 @@ class ToRGB(nn.Module):
     def __init__(self, in_channels: int, style_dim: int, upsample: bool = True) -> None:
         super().__init__()
         if upsample:
-            self.upsample = FIRFilter(pad=(2, 1), up=2, gain=4.0)
+            self.upsample = FIRFilter(pad=(2, 1), up=2, gain=4.0)  # 2x FIR upsampling of the RGB skip
         self.conv = ModulatedConv(in_channels, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 

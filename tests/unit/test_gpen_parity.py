@@ -140,7 +140,7 @@ def case_input(face_crop: torch.Tensor, size: int) -> torch.Tensor:
 def windows(size: int) -> tuple[tuple[int, int, int], ...]:
     """Two full-resolution windows ``(top, left, side)`` stored in a golden of a ``size`` px output."""
     side = min(64, size // 4)
-    return tuple((t * size // 512, l * size // 512, side) for t, l in ((200, 150), (330, 224)))
+    return tuple((top * size // 512, left * size // 512, side) for top, left in ((200, 150), (330, 224)))
 
 
 def golden_summary(raw: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -387,9 +387,47 @@ def test_catalog_lists_every_released_generator() -> None:
     from facemend.model_loaders import find_known, known_models
 
     rows = [m for m in known_models("facerestore_models") if m.arch == "gpen"]
-    names = {m.name for m in rows}
-    assert {f"{n}.pth" for n in OFFICIAL if "1024" not in n or "BFR" not in n} - {"GPEN-BFR-2048.pth"} <= names
-    assert {"pytorch_model.pt", "pytorch_model-2048.pt"} <= names  # ModelScope's 1024 and 2048 files
+    assert {m.name for m in rows} == {
+        "GPEN-BFR-256.pth", "GPEN-BFR-512.pth", "GPEN-Colorization-1024.pth", "GPEN-Inpainting-1024.pth",
+        "GPEN-Seg2face-512.pth",
+        "pytorch_model.pt", "pytorch_model-2048.pt",  # GPEN-BFR-1024 and -2048 as ModelScope names them
+    }
     for m in rows:
         assert find_known(m.name) is m and "non-commercial" in m.licence and (m.url or m.page)
         assert m.url is None or m.url.startswith("https://") and "?" not in m.url
+
+
+# --------------------------------------------------------------------------- reduced precision
+
+
+def _tiny(isconcat: bool) -> RestorationModel:
+    """A fresh 64 px, narrow 0.25 model with seeded weights (fresh: a test may cast it)."""
+    from facemend.archs.gpen import GPEN
+
+    with torch.device("meta"):
+        layout = {k: tuple(v.shape) for k, v in GPEN(size=64, channel_multiplier=1, narrow=0.25, isconcat=isconcat).state_dict().items()}
+    return build_from_state_dict(SPEC, seeded_state_dict(layout, 77, gpen_override))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("isconcat", [True, False], ids=["concat", "add"])
+def test_autocast_reduced_precision_is_finite_and_close(isconcat: bool, dtype: torch.dtype, face_crop: torch.Tensor) -> None:
+    model = _tiny(isconcat)
+    x = face_crop[..., ::8, ::8]
+    with torch.inference_mode():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=dtype):
+            y = model(x)
+    diff = (y.float() - ref).abs()
+    assert torch.isfinite(y).all() and diff.max() > 0  # it really ran in reduced precision
+    assert diff.mean() < 0.01 and diff.max() < 0.15, (diff.mean(), diff.max())
+
+
+def test_runs_with_bf16_weights(face_crop: torch.Tensor) -> None:
+    model = _tiny(True)
+    x = face_crop[..., ::8, ::8]
+    with torch.inference_mode():
+        ref = model(x)
+        model.module.to(torch.bfloat16)  # the stored FIR kernels are buffers and follow the module
+        y = model(x.to(torch.bfloat16), strength=0.5)
+    assert y.dtype == torch.bfloat16 and (y.float() - (0.5 * ref + 0.5 * x)).abs().mean() < 0.02
