@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 GFPGAN_LICENCE = "Apache-2.0 (TencentARC GFPGAN)"
 CODEFORMER_LICENCE = "S-Lab License 1.0 (non-commercial)"
+#: yangxy/GPEN's README, 2021-04-07 to 2026-03-10: "© Alibaba, 2021. For academic and
+#: non-commercial use only." (the repository has no LICENSE file; the section was removed without
+#: a replacement). ModelScope's copies carry the same weights' origin (DAMO Academy, Alibaba).
+GPEN_LICENCE = "Alibaba GPEN: academic and non-commercial use only"
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,12 @@ _GH_FX = "https://github.com/xinntao/facexlib/releases/download"
 _RF_DRIVE = "https://drive.google.com/drive/folders/1-WPxGJu8CK6SjprJSD4Mvm2zQH9J7xCU"
 _REFUSION_DRIVE = "https://drive.google.com/drive/folders/1T5_UL4BgOIftEEkAzoa-SYX49P7COVa6"
 _IRSDE_DRIVE = "https://drive.google.com/drive/folders/14SvJXvp0HPKFHpGaaHy7h2I2fkRnIXAG"
+_GPEN_OSS = "https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models"
+_GPEN_PAGE = "https://github.com/yangxy/GPEN#usage"
+#: GPEN-BFR-1024 and -2048 are published only on ModelScope, inside this model repository
+#: (``pytorch_model.pt`` = 1024, ``pytorch_model-2048.pt`` = 2048, per the GPEN README); fetch them
+#: with the ModelScope client or the page's file list.
+_GPEN_HIRES = "https://www.modelscope.cn/models/damo/cv_gpen_image-portrait-enhancement-hires/files"
 
 CATALOG: tuple[KnownModel, ...] = (
     KnownModel("GFPGANv1.4.pth", "facerestore_models", "gfpgan_clean", GFPGAN_LICENCE, f"{_GH_GFPGAN}/v1.3.0/GFPGANv1.4.pth",
@@ -59,6 +69,13 @@ CATALOG: tuple[KnownModel, ...] = (
     KnownModel("RestoreFormer++.ckpt", "facerestore_models", "restoreformer_pp", "Apache-2.0 (RestoreFormer++)", None, _RF_DRIVE),
     KnownModel("VQFR_v1-33a1fac5.pth", "facerestore_models", "vqfr_v1", "Apache-2.0 (TencentARC VQFR)", f"{_GH_VQFR}/v1.0.0/VQFR_v1-33a1fac5.pth"),
     KnownModel("VQFR_v2.pth", "facerestore_models", "vqfr_v2", "Apache-2.0 (TencentARC VQFR)", f"{_GH_VQFR}/v2.0.0/VQFR_v2.pth"),
+    KnownModel("GPEN-BFR-512.pth", "facerestore_models", "gpen", GPEN_LICENCE, f"{_GPEN_OSS}/GPEN-BFR-512.pth", _GPEN_PAGE),
+    KnownModel("GPEN-BFR-256.pth", "facerestore_models", "gpen", GPEN_LICENCE, f"{_GPEN_OSS}/GPEN-BFR-256.pth", _GPEN_PAGE),
+    KnownModel("GPEN-Colorization-1024.pth", "facerestore_models", "gpen", GPEN_LICENCE, f"{_GPEN_OSS}/GPEN-Colorization-1024.pth", _GPEN_PAGE),
+    KnownModel("GPEN-Inpainting-1024.pth", "facerestore_models", "gpen", GPEN_LICENCE, f"{_GPEN_OSS}/GPEN-Inpainting-1024.pth", _GPEN_PAGE),
+    KnownModel("GPEN-Seg2face-512.pth", "facerestore_models", "gpen", GPEN_LICENCE, f"{_GPEN_OSS}/GPEN-Seg2face-512.pth", _GPEN_PAGE),
+    KnownModel("pytorch_model.pt", "facerestore_models", "gpen", GPEN_LICENCE, None, _GPEN_HIRES),
+    KnownModel("pytorch_model-2048.pt", "facerestore_models", "gpen", GPEN_LICENCE, None, _GPEN_HIRES),
     KnownModel("detection_Resnet50_Final.pth", "facedetection", "retinaface_resnet50", "MIT (facexlib / Pytorch_Retinaface)",
                f"{_GH_FX}/v0.1.0/detection_Resnet50_Final.pth",
                sha256="6d1de9c2944f2ccddca5f5e010ea5ae64a39845a86311af6fdf30841b0a5a16d"),
