@@ -45,6 +45,8 @@ FAMILIES: tuple[Family, ...] = (
            ("fidelity", "per_face_fidelity"), "fidelity", ("codeformer", "restoreformer", "vqfr")),
     Family("refusion", "diffusion refiner", "FaceMendDiffusionRefine", "FaceMend Diffusion Refine",
            ("sampler", "steps", "max_sigma", "eps", "schedule", "seed", "strength"), None, ("refusion",)),
+    Family("gpen", "GPEN face restorer", "FaceMendGPENRestore", "FaceMend GPEN Restore",
+           ("strength", "normalize", "per_face_strength"), "strength", ("gpen",)),
 )
 
 

@@ -22,6 +22,18 @@ Hparams = dict[str, Any]
 Forward = Callable[..., torch.Tensor]
 
 
+def uninitialised(network: Callable[..., nn.Module], **hparams: Any) -> nn.Module:
+    """``network(**hparams)`` with UNINITIALISED weights on the CPU, for loading a state dict next.
+
+    The module is created on the meta device and then given empty CPU storage, which skips the
+    random initialisation of every parameter (tens of millions for CodeFormer or RestoreFormer)
+    that the checkpoint overwrites anyway.
+    """
+    with torch.device("meta"):
+        module = network(**hparams)
+    return module.to_empty(device="cpu")
+
+
 @dataclass(frozen=True)
 class ArchSpec:
     """Everything FaceMend knows about one architecture.

@@ -4,13 +4,13 @@ and running a loaded restorer over face crops (:func:`restore_batch`, :func:`pla
 Public API (stable): :func:`load_model`, :class:`RestorationModel`, :class:`UnsupportedModelError`.
 """
 
-from .controls import RESTORE, ControlPlan, RestoreSettings, plan_controls, restore_faces_plan
+from ..archs.spec import ArchSpec
 from .catalog import CATALOG, KnownModel, find_known, known_models
+from .controls import RESTORE, ControlPlan, RestoreSettings, plan_controls, restore_faces_plan
 from .download import DownloadError, download_model, ensure_known_model
 from .errors import UnsupportedModelError
 from .inference import restore_batch
 from .model import RestorationModel, build_from_state_dict, default_registry, load_model
-from ..archs.spec import ArchSpec
 from .reading import read_checkpoint, unwrap_state_dict
 from .registry import Registry
 

@@ -71,6 +71,8 @@ class ControlPlan:
 
 
 def _text(value: Value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, str):
         return value
     if isinstance(value, Sequence):

@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
-from .errors import UnsupportedModelError
 from ..archs.families import family
 from ..archs.spec import ArchSpec, StateDict
+from .errors import UnsupportedModelError
 from .model import prepare_and_read
 from .reading import read_checkpoint, unwrap_state_dict
 from .registry import Registry

@@ -38,23 +38,25 @@ class FaceMendRestoreFaces(NodeDef):
     CATEGORY = "FaceMend/restore"
     DESCRIPTION = (
         "The one-node face restore: finds the faces (RetinaFace), aligns each to the framing its model was trained on, restores it "
-        "with the loaded GFPGAN, CodeFormer, RestoreFormer(++) or VQFR model and blends it back with a soft mask. "
-        "Same code and same result as the chain Detect -> Codebook Restore / CS-SFT Modulate -> Paste Back; use "
+        "with the loaded GFPGAN, CodeFormer, RestoreFormer(++), VQFR or GPEN model and blends it back with a soft "
+        "mask. Same code and same result as the chain Detect -> Codebook Restore / CS-SFT Modulate / GPEN Restore -> "
+        "Paste Back; use "
         "that chain to put other nodes (an SD img2img pass, Diffusion Refine) between the steps. Images without "
         "faces pass through unchanged with an empty mask."
     )
     INPUTS = (
         In("image", "IMAGE", "Image or batch of frames whose faces to restore (e.g. the output of VAE Decode)."),
         In("model", "FACEMEND_MODEL", "A face restorer from 'FaceMend Load Model': GFPGAN, CodeFormer, "
-           "RestoreFormer(++) or VQFR. Refusion/IR-SDE models go to 'FaceMend Diffusion Refine'."),
+           "RestoreFormer(++), VQFR or GPEN. Refusion/IR-SDE models go to 'FaceMend Diffusion Refine'."),
         In("detector", "FACEMEND_DETECTOR", "Face detector from 'FaceMend Load Face Detector' (with a parser "
            "for the parsing masks)."),
         In("fidelity", "FLOAT", "Only for CodeFormer and VQFR v2 (ignored by GFPGAN, RestoreFormer(++) and VQFR v1; "
            "the log says so): 0 = highest quality (rely on the learned face codebook), 1 = closest to the input "
            "face.", default=RESTORE.fidelity, min=0.0, max=1.0, step=0.01),
-        In("strength", "FLOAT", "Only for GFPGAN (ignored by the codebook models; the log says so): CS-SFT "
-           "strength, how strongly the input face steers the StyleGAN2 prior. 1 = the paper, lower = more "
-           "generated detail, higher = closer to the input. GPEN: blend with the input face (0-1, 1 = fully restored).", default=RESTORE.strength, min=0.0, max=3.0, step=0.05),
+        In("strength", "FLOAT", "Only for GFPGAN and GPEN (ignored by the codebook models; the log says so). GFPGAN: "
+           "CS-SFT strength, how strongly the input face steers the StyleGAN2 prior (1 = the paper, lower = more "
+           "generated detail, higher = closer to the input). GPEN: blend of the restored face with the input "
+           "(0-1, 1 = fully restored).", default=RESTORE.strength, min=0.0, max=3.0, step=0.05),
         In("select", "COMBO", "Which faces to restore: all, the largest one, or the numbers listed in 'indices'.",
            default=DETECT.select, options=SELECTIONS),
         In("indices", "STRING", "With select = indices: face numbers, largest face first, counted from 0, e.g. "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 from ..archs.families import family
@@ -24,3 +26,30 @@ def require_family(managed: Any, family_id: str, node_name: str) -> None:
             f"{node_name}: {model.spec.display_name} ({model.arch}) is a {actual} model; "
             f"connect it to '{family(actual).node_name}' instead."
         )
+
+
+def parse_per_face(text: str | None, input_name: str, node_name: str, high: float = 1.0) -> list[float] | None:
+    """A per-face STRING widget (``"0.3, 0.7"``) -> ``[0.3, 0.7]``; empty/blank -> ``None``.
+
+    Values are separated by commas (or whitespace/semicolons), one per crop in batch order, and
+    must lie in ``[0, high]``.
+
+    Raises:
+        ValueError: an entry that is not a number, or out of range (the message names the node,
+            the input, the entry and the allowed range).
+    """
+    if text is None or not text.strip():
+        return None
+    values: list[float] = []
+    for i, part in enumerate((p for p in re.split(r"[,;\s]+", text.strip()) if p), start=1):
+        try:
+            v = float(part)
+        except ValueError:
+            raise ValueError(
+                f"{node_name}: {input_name} entry {i} ({part!r}) is not a number; "
+                f"write numbers between 0 and {high:g} separated by commas, e.g. '0.3, 0.7'."
+            ) from None
+        if not math.isfinite(v) or not 0.0 <= v <= high:
+            raise ValueError(f"{node_name}: {input_name} entry {i} is {part}; each value must be between 0 and {high:g}.")
+        values.append(v)
+    return values

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import torch
@@ -11,34 +10,17 @@ import torch
 from ..model_loaders import RESTORE, plan_controls, restore_batch
 from ..runtime import Progress
 from .images import bchw_to_image, image_to_bchw
-from .inputs import require_family
+from .inputs import parse_per_face, require_family
 from .spec import In, NodeDef, NodeResult, Out
 
 
 def parse_fidelity_list(text: str | None) -> list[float] | None:
-    """``"0.3, 0.7"`` -> ``[0.3, 0.7]``; empty/blank -> ``None``.
-
-    Values are separated by commas (or whitespace/semicolons) and must lie in ``[0, 1]``.
+    """Codebook Restore's ``per_face_fidelity``: ``"0.3, 0.7"`` -> ``[0.3, 0.7]``; blank -> ``None``.
 
     Raises:
-        ValueError: an entry that is not a number, or out of range (the message names it).
+        ValueError: an entry that is not a number, or outside ``[0, 1]`` (the message names it).
     """
-    if text is None or not text.strip():
-        return None
-    parts = [p for p in re.split(r"[,;\s]+", text.strip()) if p]
-    values: list[float] = []
-    for i, part in enumerate(parts, start=1):
-        try:
-            v = float(part)
-        except ValueError:
-            raise ValueError(
-                f"FaceMend Codebook Restore: per_face_fidelity entry {i} ({part!r}) is not a number; "
-                "write numbers between 0 and 1 separated by commas, e.g. '0.3, 0.7'."
-            ) from None
-        if not math.isfinite(v) or not 0.0 <= v <= 1.0:
-            raise ValueError(f"FaceMend Codebook Restore: per_face_fidelity entry {i} is {part}; each value must be between 0 and 1.")
-        values.append(v)
-    return values
+    return parse_per_face(text, "per_face_fidelity", "FaceMend Codebook Restore")
 
 
 class FaceMendCodebookRestore(NodeDef):

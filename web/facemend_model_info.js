@@ -24,6 +24,7 @@ const INFO_KINDS = new Set(["facerestore_models", "refusion"]);
 export const CONTROL_WIDGETS = {
   FaceMendCodebookRestore: { fidelity: "fidelity", per_face_fidelity: "fidelity" },
   FaceMendCSSFTModulate: { strength: "strength" },
+  FaceMendGPENRestore: { strength: "strength", per_face_strength: "strength", normalize: "normalize" },
   FaceMendRestoreFaces: { fidelity: "fidelity", strength: "strength" },
 };
 

@@ -17,12 +17,13 @@ file                            codebook codes fusion levels    how it runs (off
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..spec import ArchSpec, Hparams, StateDict
+from ..spec import ArchSpec, Hparams, StateDict, uninitialised
 from .codeformer import FUSE_CHANNELS, VARIANTS, CodeFormer
 from .vqgan import CODE_DIM
 
@@ -84,17 +85,6 @@ def read_hparams(sd: StateDict) -> dict[str, Any]:
     }
 
 
-def build(**hparams: Any) -> nn.Module:
-    """A :class:`CodeFormer` with these hyper-parameters and UNINITIALISED weights (load a state dict next).
-
-    The module is created on the meta device and then given empty CPU storage, which skips the
-    random initialisation of ~90M parameters that a checkpoint overwrites anyway.
-    """
-    with torch.device("meta"):
-        module = CodeFormer(**hparams)
-    return module.to_empty(device="cpu")
-
-
 def fixed_controls(hparams: Hparams) -> dict[str, float]:
     """Controls the official inference fixes for a checkpoint (the user's value is ignored):
     colorization runs with ``w = 0`` (no fidelity stage was trained), inpainting with ``w = 1``."""
@@ -126,7 +116,7 @@ SPECS: list[ArchSpec] = [
             "generator.blocks.0.weight",
         ),
         read_hparams=read_hparams,
-        build=build,
+        build=partial(uninitialised, CodeFormer),
         forward=forward,
         licence="S-Lab License 1.0 (non-commercial)",
         input_size=512,

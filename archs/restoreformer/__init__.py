@@ -12,12 +12,13 @@ thing shapes cannot tell, and it is fixed per architecture by the official confi
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..spec import ArchSpec, StateDict
+from ..spec import ArchSpec, StateDict, uninitialised
 from .restoreformer import RestoreFormer
 
 #: Lightning's ``loss`` module of the official training (LPIPS network, patch and facial-component
@@ -125,17 +126,6 @@ def read_hparams_rf_pp(sd: StateDict) -> dict[str, Any]:
     return _read_hparams(sd, HEADS["restoreformer_pp"])
 
 
-def build(**hparams: Any) -> nn.Module:
-    """A :class:`RestoreFormer` with these hyper-parameters and UNINITIALISED weights (load a state dict next).
-
-    The module is created on the meta device and then given empty CPU storage, which skips the
-    random initialisation of ~90M parameters that a checkpoint overwrites anyway.
-    """
-    with torch.device("meta"):
-        module = RestoreFormer(**hparams)
-    return module.to_empty(device="cpu")
-
-
 def forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``x`` RGB ``(B, 3, 512, 512)`` in ``[0, 1]`` -> restored, same shape and range."""
     assert isinstance(module, RestoreFormer)
@@ -145,7 +135,7 @@ def forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 _COMMON: dict[str, Any] = dict(
     family="codebook",
     required_keys=REQUIRED_KEYS,
-    build=build,
+    build=partial(uninitialised, RestoreFormer),
     forward=forward,
     input_size=512,
     prepare=prepare,

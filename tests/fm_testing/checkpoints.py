@@ -8,7 +8,7 @@ wraps it:
 - ``params_ema`` dicts (BasicSR training output): GFPGAN, CodeFormer;
 - a PyTorch Lightning checkpoint (``state_dict`` with the network under ``vqvae.`` next to
   bookkeeping entries): RestoreFormer / RestoreFormer++ ``.ckpt``;
-- a raw state dict, or one saved from ``DataParallel`` (``module.`` prefix): Refusion / IR-SDE.
+- a raw state dict, or one saved from ``DataParallel`` (``module.`` prefix): Refusion / IR-SDE, GPEN.
 
 Files are written with ``torch.save`` (zip format). Outputs of random networks are not faces, so
 tests check shapes, ranges, masks and that pixels outside the faces are untouched, never looks.
@@ -40,6 +40,7 @@ OFFICIAL_FILES: tuple[OfficialFile, ...] = (
     OfficialFile("codeformer.pth", "facerestore_models", "codebook/codeformer_layout.json", "params_ema", "codeformer"),
     OfficialFile("GFPGANv1.4.pth", "facerestore_models", "gfpgan/layout_gfpgan_clean.json", "params_ema", "gfpgan_clean"),
     OfficialFile("RestoreFormer.ckpt", "facerestore_models", "codebook/restoreformer_layout.json", "lightning", "restoreformer"),
+    OfficialFile("GPEN-BFR-512.pth", "facerestore_models", "gpen/layout_GPEN-BFR-512.json", "raw", "gpen"),
     OfficialFile("refusion.pth", "refusion", "refusion/layout_nafnet.json", "raw", "refusion_nafnet"),
     OfficialFile("refusion_dataparallel.pth", "refusion", "refusion/layout_nafnet.json", "module", "refusion_nafnet"),
 )

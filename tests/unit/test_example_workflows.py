@@ -41,6 +41,7 @@ REQUIRED_EXAMPLES = {
     "facemend_sd_img2img_on_face_crops": "Detect -> SD img2img on the crops (core KSampler) -> Paste Back",
     "facemend_codebook_then_diffusion_refine": "Codebook Restore -> Diffusion Refine -> Paste Back",
     "facemend_video_batch": "a video-style batch",
+    "facemend_gpen_modular_chain": "Detect (GPEN framing) -> GPEN Restore -> Paste Back",
 }
 
 EXAMPLES = example_paths()

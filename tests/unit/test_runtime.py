@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from facemend import runtime
-from facemend.model_loaders import Registry, load_model
-from facemend.model_loaders import ControlPlan, restore_batch
+from facemend.model_loaders import ControlPlan, Registry, load_model, restore_batch
 from facemend.nodes.inputs import require_family
 from facemend.runtime import ManagedModel, Progress, run_in_chunks
 from fm_testing.tiny_arch import TINY_SPEC, tiny_state_dict
