@@ -50,6 +50,13 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 
+#: The one-node restore, which takes every family with a ``restore_faces_widget``.
+RESTORE_FACES_NODE = "FaceMendRestoreFaces"
+
+#: Widgets whose name is not the control they drive.
+WIDGET_CONTROL = {"per_face_fidelity": "fidelity", "per_face_strength": "strength"}
+
+
 def family(family_id: str) -> Family:
     """The row of ``family_id``; ``KeyError`` naming the known ids otherwise."""
     for f in FAMILIES:
@@ -61,3 +68,20 @@ def family(family_id: str) -> Family:
 def restore_faces_families() -> tuple[Family, ...]:
     """The families 'FaceMend Restore Faces' runs (those with a Restore Faces widget)."""
     return tuple(f for f in FAMILIES if f.restore_faces_widget is not None)
+
+
+def control_widgets(family_id: str, controls: set[str]) -> dict[str, dict[str, bool]]:
+    """For every node that takes a model: its control widgets, and whether each steers a model of
+    ``family_id`` that honours ``controls`` (the model's controls less those its checkpoint pins).
+
+    A node of another family gets all its widgets ``False`` (the model does not belong there);
+    Restore Faces gets ``True`` only for the family's own widget, when the model honours it.
+    """
+    def applies(widget: str) -> bool:
+        return WIDGET_CONTROL.get(widget, widget) in controls
+
+    table = {row.node_id: {w: row.id == family_id and applies(w) for w in row.widgets} for row in FAMILIES}
+    own = family(family_id).restore_faces_widget
+    widgets = sorted({f.restore_faces_widget for f in restore_faces_families()}, key=str)
+    table[RESTORE_FACES_NODE] = {w: w == own and applies(w) for w in widgets}
+    return table

@@ -68,13 +68,14 @@ def model_info(kind: str | None, name: str | None) -> tuple[int, dict[str, Any]]
         known = find_known(name)
         if path is None and known is not None and known.kind == kind and known.url:
             from ..model_loaders import default_registry
+            from ..model_loaders.info import describe_spec
 
             spec = next((s for s in default_registry().specs if s.id == known.arch), None)
+            described = describe_spec(spec, dict(known.hparams)).as_dict() if spec is not None else {"arch": known.arch}
+            described.pop("parameters", None)  # not known before the file is here
             return 200, {
-                "name": name, "kind": kind, "arch": known.arch, "licence": known.licence,
-                "display_name": spec.display_name if spec else known.arch,
-                "family": spec.family if spec else None, "controls": list(spec.controls) if spec else [],
-                "status": "not downloaded yet: it is downloaded from its official URL when the workflow runs",
+                "name": name, "kind": kind, **described, "licence": known.licence,
+                "status": "not downloaded yet: fetched from its official URL on first run",
             }
         return 404, {
             "error": f"{name} is not in the {kind} model folder. Put the file there and refresh "

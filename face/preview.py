@@ -41,7 +41,9 @@ def draw_preview(frames: torch.Tensor, found: list[FrameFaces], max_side: int = 
     scale = min(1.0, max_side / max(height, width))
     h, w = max(1, round(height * scale)), max(1, round(width * scale))
     out = torch.empty(b, h, w, 3, dtype=torch.float32)
-    thick = max(1, round(max(h, w) / 400))
+    # Lines and labels scale with the preview, so they stay readable when a Preview Image node
+    # shows the whole (up to 1024 px) frame at node size (~300 px wide).
+    thick = max(2, round(max(h, w) / 250))
     for i in range(b):
         frame = frames[i:i + 1].float().cpu()
         if scale < 1.0:
@@ -55,7 +57,7 @@ def draw_preview(frames: torch.Tensor, found: list[FrameFaces], max_side: int = 
             for px, py in faces.landmarks[j].tolist():
                 cv2.circle(img, (round(px * scale), round(py * scale)), thick + 1, colour, -1)
             label = str(int(faces.numbers[j]))
-            font = max(0.4, (y2 - y1) / 120)
+            font = max(max(h, w) / 900, (y2 - y1) / 120)
             (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
             ty = max(th + 2, round(y1) - 3)
             cv2.rectangle(img, (round(x1), ty - th - 2), (round(x1) + tw + 4, ty + base - 1), colour, -1)

@@ -7,7 +7,8 @@ says where to get them by hand.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 GFPGAN_LICENCE = "Apache-2.0 (TencentARC GFPGAN)"
 CODEFORMER_LICENCE = "S-Lab License 1.0 (non-commercial)"
@@ -29,6 +30,8 @@ class KnownModel:
         url: direct download URL, or ``None`` when only a manual download exists.
         page: human page for manual downloads / details.
         sha256: expected digest when known (verified after download), else ``None``.
+        hparams: what the official file's tensor shapes are known to say, for describing it
+            before it is downloaded (e.g. CodeFormer's ``variant``, GPEN's ``size``).
     """
 
     name: str
@@ -38,6 +41,7 @@ class KnownModel:
     url: str | None
     page: str = ""
     sha256: str | None = None
+    hparams: dict[str, Any] = field(default_factory=dict)
 
 
 _GH_GFPGAN = "https://github.com/TencentARC/GFPGAN/releases/download"
@@ -61,21 +65,28 @@ CATALOG: tuple[KnownModel, ...] = (
     KnownModel("GFPGANCleanv1-NoCE-C2.pth", "facerestore_models", "gfpgan_clean", GFPGAN_LICENCE, f"{_GH_GFPGAN}/v0.2.0/GFPGANCleanv1-NoCE-C2.pth"),
     KnownModel("GFPGANv1.pth", "facerestore_models", "gfpgan_v1", GFPGAN_LICENCE, f"{_GH_GFPGAN}/v0.1.0/GFPGANv1.pth"),
     KnownModel("codeformer.pth", "facerestore_models", "codeformer", CODEFORMER_LICENCE, f"{_GH_CF}/codeformer.pth",
-               sha256="1009e537e0c2a07d4cabce6355f53cb66767cd4b4297ec7a4a64ca4b8a5684b7"),
-    KnownModel("codeformer_colorization.pth", "facerestore_models", "codeformer", CODEFORMER_LICENCE, f"{_GH_CF}/codeformer_colorization.pth"),
-    KnownModel("codeformer_inpainting.pth", "facerestore_models", "codeformer", CODEFORMER_LICENCE, f"{_GH_CF}/codeformer_inpainting.pth"),
+               sha256="1009e537e0c2a07d4cabce6355f53cb66767cd4b4297ec7a4a64ca4b8a5684b7", hparams={"variant": "restore"}),
+    KnownModel("codeformer_colorization.pth", "facerestore_models", "codeformer", CODEFORMER_LICENCE, f"{_GH_CF}/codeformer_colorization.pth",
+               hparams={"variant": "colorization"}),
+    KnownModel("codeformer_inpainting.pth", "facerestore_models", "codeformer", CODEFORMER_LICENCE, f"{_GH_CF}/codeformer_inpainting.pth",
+               hparams={"variant": "inpainting"}),
     KnownModel("RestoreFormer.pth", "facerestore_models", "restoreformer", GFPGAN_LICENCE, f"{_GH_GFPGAN}/v1.3.4/RestoreFormer.pth"),
     KnownModel("RestoreFormer.ckpt", "facerestore_models", "restoreformer", "Apache-2.0 (RestoreFormer)", None, _RF_DRIVE),
     KnownModel("RestoreFormer++.ckpt", "facerestore_models", "restoreformer_pp", "Apache-2.0 (RestoreFormer++)", None, _RF_DRIVE),
     KnownModel("VQFR_v1-33a1fac5.pth", "facerestore_models", "vqfr_v1", "Apache-2.0 (TencentARC VQFR)", f"{_GH_VQFR}/v1.0.0/VQFR_v1-33a1fac5.pth"),
     KnownModel("VQFR_v2.pth", "facerestore_models", "vqfr_v2", "Apache-2.0 (TencentARC VQFR)", f"{_GH_VQFR}/v2.0.0/VQFR_v2.pth"),
-    KnownModel("GPEN-BFR-512.pth", "facerestore_models", "gpen", GPEN_LICENCE, f"{_GPEN_OSS}/GPEN-BFR-512.pth", _GPEN_PAGE),
-    KnownModel("GPEN-BFR-256.pth", "facerestore_models", "gpen", GPEN_LICENCE, f"{_GPEN_OSS}/GPEN-BFR-256.pth", _GPEN_PAGE),
-    KnownModel("GPEN-Colorization-1024.pth", "facerestore_models", "gpen", GPEN_LICENCE, f"{_GPEN_OSS}/GPEN-Colorization-1024.pth", _GPEN_PAGE),
-    KnownModel("GPEN-Inpainting-1024.pth", "facerestore_models", "gpen", GPEN_LICENCE, f"{_GPEN_OSS}/GPEN-Inpainting-1024.pth", _GPEN_PAGE),
-    KnownModel("GPEN-Seg2face-512.pth", "facerestore_models", "gpen", GPEN_LICENCE, f"{_GPEN_OSS}/GPEN-Seg2face-512.pth", _GPEN_PAGE),
-    KnownModel("pytorch_model.pt", "facerestore_models", "gpen", GPEN_LICENCE, None, _GPEN_HIRES),
-    KnownModel("pytorch_model-2048.pt", "facerestore_models", "gpen", GPEN_LICENCE, None, _GPEN_HIRES),
+    KnownModel("GPEN-BFR-512.pth", "facerestore_models", "gpen", GPEN_LICENCE, f"{_GPEN_OSS}/GPEN-BFR-512.pth", _GPEN_PAGE,
+               hparams={"size": 512}),
+    KnownModel("GPEN-BFR-256.pth", "facerestore_models", "gpen", GPEN_LICENCE, f"{_GPEN_OSS}/GPEN-BFR-256.pth", _GPEN_PAGE,
+               hparams={"size": 256}),
+    KnownModel("GPEN-Colorization-1024.pth", "facerestore_models", "gpen", GPEN_LICENCE, f"{_GPEN_OSS}/GPEN-Colorization-1024.pth", _GPEN_PAGE,
+               hparams={"size": 1024}),
+    KnownModel("GPEN-Inpainting-1024.pth", "facerestore_models", "gpen", GPEN_LICENCE, f"{_GPEN_OSS}/GPEN-Inpainting-1024.pth", _GPEN_PAGE,
+               hparams={"size": 1024}),
+    KnownModel("GPEN-Seg2face-512.pth", "facerestore_models", "gpen", GPEN_LICENCE, f"{_GPEN_OSS}/GPEN-Seg2face-512.pth", _GPEN_PAGE,
+               hparams={"size": 512}),
+    KnownModel("pytorch_model.pt", "facerestore_models", "gpen", GPEN_LICENCE, None, _GPEN_HIRES, hparams={"size": 1024}),
+    KnownModel("pytorch_model-2048.pt", "facerestore_models", "gpen", GPEN_LICENCE, None, _GPEN_HIRES, hparams={"size": 2048}),
     KnownModel("detection_Resnet50_Final.pth", "facedetection", "retinaface_resnet50", "MIT (facexlib / Pytorch_Retinaface)",
                f"{_GH_FX}/v0.1.0/detection_Resnet50_Final.pth",
                sha256="6d1de9c2944f2ccddca5f5e010ea5ae64a39845a86311af6fdf30841b0a5a16d"),

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..archs.families import family
+from ..archs.families import control_widgets, family
 from ..archs.spec import ArchSpec, StateDict
 from .errors import UnsupportedModelError
 from .model import prepare_and_read
@@ -53,9 +53,16 @@ class CheckpointInfo:
         licence: licence text of the architecture's official weights.
         parameters: number of network parameters (exact when the network could be built on the
             ``meta`` device, else the number of floating-point values in the state dict).
-        controls: the ``forward`` controls this architecture honours (e.g. ``("fidelity",)``).
+        controls: the ``forward`` controls this checkpoint honours (e.g. ``("fidelity",)``), less
+            those it pins (``fixed``).
         input_size: square input size the network expects, or ``None`` for any size.
         hparams: hyper-parameters read from the tensor shapes (JSON-friendly values only).
+        node_name: display name of the node that takes this model.
+        fixed: controls the checkpoint pins to its official value (``{"fidelity": 0.0}``).
+        widgets: the widgets of ``node`` that steer this model (what the UI lists as controls).
+        control_widgets: node id -> {control widget: applies}, for every node that takes a model
+            (the frontend greys out the ``False`` ones and flags a node of another family).
+        restore_faces: whether 'FaceMend Restore Faces' takes this model.
     """
 
     arch: str
@@ -67,6 +74,11 @@ class CheckpointInfo:
     controls: tuple[str, ...]
     input_size: int | None
     hparams: dict[str, Any] = field(default_factory=dict)
+    node_name: str = ""
+    fixed: dict[str, float] = field(default_factory=dict)
+    widgets: tuple[str, ...] = ()
+    control_widgets: dict[str, dict[str, bool]] = field(default_factory=dict)
+    restore_faces: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for JSON answers."""
@@ -75,9 +87,14 @@ class CheckpointInfo:
             "display_name": self.display_name,
             "family": self.family,
             "node": self.node,
+            "node_name": self.node_name,
             "licence": self.licence,
             "parameters": self.parameters,
             "controls": list(self.controls),
+            "fixed": dict(self.fixed),
+            "widgets": list(self.widgets),
+            "control_widgets": {k: dict(v) for k, v in self.control_widgets.items()},
+            "restore_faces": self.restore_faces,
             "input_size": self.input_size,
             "hparams": dict(self.hparams),
         }
@@ -116,16 +133,32 @@ def inspect_checkpoint(path: str | os.PathLike[str], registry: Registry | None =
 def _describe(registry: Registry, sd: StateDict, source: str) -> CheckpointInfo:
     spec = registry.detect(sd, source=source)
     sd, hparams = prepare_and_read(spec, sd, source)
+    return describe_spec(spec, hparams, _parameter_count(spec, hparams, sd))
+
+
+def describe_spec(spec: ArchSpec, hparams: dict[str, Any], parameters: int = 0) -> CheckpointInfo:
+    """What the UI says about a checkpoint of ``spec`` with these hyper-parameters: its node, the
+    widgets that steer it, the controls it pins. Also used before a catalog file is downloaded,
+    with the hyper-parameters the catalog records for it."""
+    row = family(spec.family)
+    fixed = spec.fixed_for(hparams)
+    controls = tuple(c for c in spec.controls if c not in fixed)
+    table = control_widgets(spec.family, set(controls))
     return CheckpointInfo(
         arch=spec.id,
         display_name=spec.display_name,
         family=spec.family,
-        node=family(spec.family).node_id,
+        node=row.node_id,
         licence=spec.licence,
-        parameters=_parameter_count(spec, hparams, sd),
-        controls=tuple(spec.controls),
-        input_size=spec.size_for(hparams),
+        parameters=parameters,
+        controls=controls,
+        input_size=spec.size_for(hparams) if not callable(spec.input_size) or hparams else None,
         hparams={k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str, type(None), list, tuple))},
+        node_name=row.node_name,
+        fixed=fixed,
+        widgets=tuple(w for w, applies in table[row.node_id].items() if applies),
+        control_widgets=table,
+        restore_faces=row.restore_faces_widget is not None,
     )
 
 

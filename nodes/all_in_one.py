@@ -11,7 +11,6 @@ chain.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -91,9 +90,6 @@ class FaceMendRestoreFaces(NodeDef):
             )
         fidelity = float(kw.get("fidelity", RESTORE.fidelity))
         strength = float(kw.get("strength", RESTORE.strength))
-        for name, value, top in (("fidelity", fidelity, 1.0), ("strength", strength, 3.0)):
-            if not math.isfinite(value) or not 0.0 <= value <= top:
-                raise ValueError(f"{NODE_NAME}: {name} must be between 0 and {top:g}, got {value}.")
         try:
             restore_faces_plan(model, fidelity, strength, 0)  # refuses a family this node does not run
         except ValueError as e:
@@ -102,29 +98,22 @@ class FaceMendRestoreFaces(NodeDef):
         image: torch.Tensor = kw["image"]
         frames = rgb_view(image)
         check_finite(frames)
-        progress = Progress(frames.shape[0], "FaceMend detect")
+        # One bar for the whole node: a step per frame detected, then per face restored and pasted.
+        progress = Progress(frames.shape[0], NODE_NAME)
         try:
             det = detect_and_align(
                 models, frames, select=kw.get("select", DETECT.select), indices=kw.get("indices", DETECT.indices),
                 crop_size=model.input_size or DETECT.crop_size, alignment=model.framing.fit, framing=model.framing,
                 progress=progress,
             )
-        finally:
-            progress.close()
-        n = len(det.faces)
-        if n == 0:
-            b, h, w = frames.shape[0], frames.shape[2], frames.shape[3]
-            out = image if image.shape[-1] == 3 else frames.permute(0, 2, 3, 1).contiguous()
-            return NodeResult((out, torch.zeros(b, h, w)), ui={"text": ["no face found: image passed through"]})
-
-        plan = restore_faces_plan(model, fidelity, strength, n)
-        progress = Progress(n, NODE_NAME)
-        try:
+            n = len(det.faces)
+            if n == 0:
+                b, h, w = frames.shape[0], frames.shape[2], frames.shape[3]
+                out = image if image.shape[-1] == 3 else frames.permute(0, 2, 3, 1).contiguous()
+                return NodeResult((out, torch.zeros(b, h, w)), ui={"text": ["no face found: image passed through"]})
+            progress.extend(frames.shape[0] + 2 * n)
+            plan = restore_faces_plan(model, fidelity, strength, n)
             restored = restore_batch(managed, det.crops, plan, progress=progress)
-        finally:
-            progress.close()
-        progress = Progress(n, "FaceMend paste")
-        try:
             result, mask = paste_back(
                 frames, restored, det.faces, mask=mask_mode, color=kw.get("color_correction", PASTE.color),
                 opacity=float(kw.get("opacity", PASTE.opacity)), models=models, progress=progress,

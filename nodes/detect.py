@@ -7,13 +7,13 @@ from typing import Any
 from ..archs import framings
 from ..face.alignment import ALIGN_METHODS
 from ..face.models import FaceModels
-from ..face.pipeline import MAX_CROP, MIN_CROP, detect_and_align
+from ..face.pipeline import MAX_CROP, MIN_CROP, DetectResult, detect_and_align
 from ..face.preview import draw_preview
 from ..face.records import BORDERS
-from ..face.selection import ORDERS, SELECTIONS
+from ..face.selection import ORDERS, SELECTIONS, parse_indices
 from ..face.settings import DETECT
 from ..runtime import Progress
-from .images import bchw_to_image, rgb_view
+from .images import bchw_to_image, placeholder_crops, rgb_view
 from .spec import In, NodeDef, NodeResult, Out
 
 
@@ -24,7 +24,9 @@ class FaceMendDetect(NodeDef):
     DESCRIPTION = (
         "Finds faces with RetinaFace, picks and orders them, and cuts one square crop per face aligned to the FFHQ "
         "5-point template (the framing GFPGAN/CodeFormer were trained on; 'framing' switches to GPEN's). Restore the crops with any node, then "
-        "use 'FaceMend Paste Back' with the faces output. Frames without faces give no crops and pass through."
+        "use 'FaceMend Paste Back' with the faces output. When no face is kept, crops is one flat grey placeholder "
+        "image (so the nodes after it keep working), Paste Back passes the image through unchanged and the restore "
+        "nodes skip it."
     )
     INPUTS = (
         In("detector", "FACEMEND_DETECTOR", "Face detector from 'FaceMend Load Face Detector'."),
@@ -65,7 +67,8 @@ class FaceMendDetect(NodeDef):
            "picks the model's own framing by itself.", default=DETECT.framing, options=lambda: list(framings())),
     )
     OUTPUTS = (
-        Out("IMAGE", "crops", "Aligned face crops (one per kept face, frame by frame, in the chosen order)."),
+        Out("IMAGE", "crops", "Aligned face crops (one per kept face, frame by frame, in the chosen order); one flat "
+            "grey placeholder image when no face is kept."),
         Out("FACEMEND_FACES", "faces", "Where each crop came from; connect to 'FaceMend Paste Back'."),
         Out("IMAGE", "preview", "The frames (at most 1024 px) with numbered boxes: green kept, grey skipped."),
     )
@@ -91,11 +94,37 @@ class FaceMendDetect(NodeDef):
         progress.close()
         preview = draw_preview(frames, result.found)
         faces = result.faces
-        text = f"{len(faces)} face(s) in {faces.num_frames} frame(s)"
-        missing = faces.frames_without_faces()
+        text = detect_summary(result, kw.get("select", DETECT.select), kw.get("indices", DETECT.indices))
+        crops = bchw_to_image(result.crops) if len(faces) else placeholder_crops(faces.crop_size)
+        return NodeResult((crops, faces, preview), ui={"text": [text]})
+
+
+def detect_summary(result: DetectResult, select: str, indices: str) -> str:
+    """One line for the node: how many faces were found and kept, and why none were, if none were.
+
+    A face index that does not exist is named, with the valid ones (``"1 face found; index 5
+    does not exist; valid: 0"``); frames without a kept face are counted.
+    """
+    faces = result.faces
+    found = sum(int(f.boxes.shape[0]) for f in result.found)
+    frames = faces.num_frames
+    where = f" in {frames} frame(s)" if frames > 1 else ""
+    if found == 0:
+        return f"no face found{where}: image passed through"
+    parts = [f"{found} face(s) found{where}", f"{len(faces)} kept"]
+    if select == "indices":
+        most = max(int(f.boxes.shape[0]) for f in result.found)
+        missing = [i for i in parse_indices(indices) if i >= most]
         if missing:
-            text += f"; none in {len(missing)} frame(s)"
-        return NodeResult((bchw_to_image(result.crops), faces, preview), ui={"text": [text]})
+            valid = "0" if most == 1 else f"0-{most - 1}"
+            label = "index" if len(missing) == 1 else "indices"
+            parts.append(f"{label} {', '.join(map(str, missing))} does not exist; valid: {valid}")
+    empty = faces.frames_without_faces()
+    if len(faces) == 0:
+        parts.append("image passed through")
+    elif empty:
+        parts.append(f"no face kept in {len(empty)} frame(s): passed through")
+    return "; ".join(parts)
 
 
 NODES: list[type[NodeDef]] = [FaceMendDetect]

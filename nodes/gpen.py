@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from ..model_loaders import RESTORE, plan_controls, restore_batch
 from ..runtime import Progress
-from .images import bchw_to_image, image_to_bchw
+from .images import NO_FACE, bchw_to_image, image_to_bchw, is_placeholder
 from .inputs import parse_per_face, require_family
 from .spec import In, NodeDef, NodeResult, Out
 
@@ -52,13 +51,11 @@ class FaceMendGPENRestore(NodeDef):
         managed = kw["model"]
         require_family(managed, "gpen", cls.DISPLAY_NAME)
         strength = float(kw.get("strength", RESTORE.strength))
-        if not math.isfinite(strength) or not 0.0 <= strength <= 1.0:
-            raise ValueError(f"{cls.DISPLAY_NAME}: strength must be between 0 and 1, got {strength}.")
         per_face = parse_per_face(kw.get("per_face_strength"), "per_face_strength", cls.DISPLAY_NAME)
         x = image_to_bchw(kw["crops"], "crops")
         b, _, h, w = x.shape
-        if b == 0:
-            return NodeResult((bchw_to_image(x),), {"text": ["no face crops: nothing to restore"]})
+        if b == 0 or is_placeholder(kw["crops"]):  # no face upstream: pass it through, run nothing
+            return NodeResult((kw["crops"],), {"text": [NO_FACE]})
         if h != w:
             raise ValueError(f"{cls.DISPLAY_NAME}: crops must be square face crops; got {w}x{h}. Use the crops from "
                              "'FaceMend Detect'.")

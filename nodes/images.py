@@ -58,3 +58,29 @@ def image_to_bchw(image: torch.Tensor, name: str = "image") -> torch.Tensor:
 def bchw_to_image(x: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` -> ComfyUI IMAGE ``(B, H, W, 3)`` float32, clamped to ``[0, 1]``."""
     return x.clamp(0, 1).permute(0, 2, 3, 1).float().contiguous()
+
+
+#: Grey value of the placeholder crop Detect emits when it keeps no face.
+PLACEHOLDER_VALUE = 0.5
+#: What a restore node says when it receives the placeholder (or an empty batch).
+NO_FACE = "no face (Detect kept none): passed through, nothing restored"
+
+
+def placeholder_crops(size: int) -> torch.Tensor:
+    """A one-image IMAGE batch ``(1, size, size, 3)`` of flat grey, emitted by Detect when it kept no face.
+
+    Core nodes (Preview Image, Save Image, VAE Encode, Image Scale ...) cannot take an empty batch,
+    so a frame without faces sends this instead; the faces bundle then holds no face, Paste Back
+    ignores the crops, and the restore nodes pass it through without running a model
+    (:func:`is_placeholder`).
+    """
+    return torch.full((1, size, size, 3), PLACEHOLDER_VALUE, dtype=torch.float32)
+
+
+def is_placeholder(crops: torch.Tensor) -> bool:
+    """True for Detect's no-face placeholder: a single flat grey image (also after a resize or a
+    format change by core nodes, which keep a flat image flat). Real face crops are never flat."""
+    if not isinstance(crops, torch.Tensor) or crops.ndim != 4 or crops.shape[0] != 1 or crops.numel() == 0:
+        return False
+    lo, hi = float(crops.amin()), float(crops.amax())
+    return hi - lo < 1e-4 and abs(hi - PLACEHOLDER_VALUE) < 1e-3

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import torch
@@ -11,7 +10,7 @@ import torch
 from ..archs.gfpgan import NOISE_MODES
 from ..model_loaders import RESTORE, plan_controls, restore_batch
 from ..runtime import Progress
-from .images import bchw_to_image, image_to_bchw
+from .images import NO_FACE, bchw_to_image, image_to_bchw, is_placeholder
 from .inputs import require_family
 from .spec import In, NodeDef, NodeResult, Out
 
@@ -122,13 +121,10 @@ class FaceMendCSSFTModulate(NodeDef):
         require_family(model, "gfpgan", cls.DISPLAY_NAME)
         if noise not in NOISE_MODES:
             raise ValueError(f"{cls.DISPLAY_NAME}: noise must be one of {NOISE_MODES}, got {noise!r}.")
-        for name, value in (("strength", strength), ("strength_coarse", strength_coarse), ("strength_fine", strength_fine)):
-            if not (math.isfinite(float(value)) and float(value) >= 0.0):
-                raise ValueError(f"{cls.DISPLAY_NAME}: {name} must be a number >= 0, got {value}.")
         x = image_to_bchw(crops, "crops")
         b, _, h, w = x.shape
-        if b == 0:
-            return NodeResult((bchw_to_image(x),), ui={"text": ["no faces: nothing to restore"]})
+        if b == 0 or is_placeholder(crops):  # no face upstream: pass it through, run nothing
+            return NodeResult((crops,), ui={"text": [NO_FACE]})
         x, note = check_crop_range(x)
         values = {"strength": float(strength), "strength_coarse": float(strength_coarse),
                   "strength_fine": float(strength_fine), "noise": noise, "seed": int(seed)}

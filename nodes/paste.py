@@ -59,6 +59,8 @@ class FaceMendPasteBack(NodeDef):
             raise ValueError("FaceMend Paste Back: 'detector' must come from 'FaceMend Load Face Detector'.")
         frames = rgb_view(kw["image"])
         crops = rgb_view(kw["crops"], "crops", allow_empty=True)
+        if len(faces) == 0:  # Detect kept no face: its crops are a placeholder (or empty); nothing to paste
+            crops = crops[:0]
         check_finite(frames)
         progress = Progress(max(len(faces), 1), "FaceMend paste")
         image, mask = paste_back(
@@ -68,7 +70,8 @@ class FaceMendPasteBack(NodeDef):
             parse_classes=kw.get("parse_classes", PASTE.parse_classes), progress=progress,
         )
         progress.close()
-        return NodeResult((image.permute(0, 2, 3, 1), mask))
+        text = f"{len(faces)} face(s) pasted back" if len(faces) else "no face to paste: image passed through"
+        return NodeResult((image.permute(0, 2, 3, 1), mask), ui={"text": [text]})
 
 
 NODES: list[type[NodeDef]] = [FaceMendPasteBack]

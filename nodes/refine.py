@@ -8,7 +8,7 @@ import torch
 
 from ..archs.refusion import SAMPLERS, SCHEDULES, RefineSettings, generator_noise, minimum_side, refine_images, seed_generators
 from ..runtime import Progress, check_interrupted, resolve_dtype, run_in_chunks
-from .images import bchw_to_image, image_to_bchw
+from .images import NO_FACE, bchw_to_image, image_to_bchw, is_placeholder
 from .inputs import require_family
 from .spec import In, NodeDef, NodeResult, Out
 
@@ -83,8 +83,10 @@ class FaceMendDiffusionRefine(NodeDef):
                 "(its padding multiple). Upscale the image or use larger crops."
             )
         t0 = settings.start_step()
+        if is_placeholder(image):  # no face upstream (Detect's placeholder): pass it through, run nothing
+            return NodeResult((image,), {"text": [NO_FACE]})
         if b == 0 or t0 == 0:
-            return NodeResult((bchw_to_image(x),))
+            return NodeResult((bchw_to_image(x),), {"text": ["strength 0: image passed through" if b else "empty batch"]})
 
         device = net.load(memory_required=int(_per_item_bytes(net, ae, settings, h, w)))
         dtype = resolve_dtype(getattr(net, "precision", "auto"), device)

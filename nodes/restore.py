@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from ..model_loaders import RESTORE, plan_controls, restore_batch
 from ..runtime import Progress
-from .images import bchw_to_image, image_to_bchw
+from .images import NO_FACE, bchw_to_image, image_to_bchw, is_placeholder
 from .inputs import parse_per_face, require_family
 from .spec import In, NodeDef, NodeResult, Out
 
@@ -73,13 +72,11 @@ class FaceMendCodebookRestore(NodeDef):
         managed = kwargs["model"]
         fidelity = float(kwargs.get("fidelity", RESTORE.fidelity))
         require_family(managed, "codebook", cls.DISPLAY_NAME)
-        if not math.isfinite(fidelity) or not 0.0 <= fidelity <= 1.0:
-            raise ValueError(f"{cls.DISPLAY_NAME}: fidelity must be between 0 and 1, got {fidelity}.")
         per_face = parse_fidelity_list(kwargs.get("per_face_fidelity"))
         x = image_to_bchw(crops, "crops")
         b, _, h, w = x.shape
-        if b == 0:  # no faces upstream: pass the empty batch through
-            return NodeResult((crops,), {"text": ["no face crops: nothing to restore"]})
+        if b == 0 or is_placeholder(crops):  # no face upstream: pass it through, run nothing
+            return NodeResult((crops,), {"text": [NO_FACE]})
         if h != w:
             raise ValueError(
                 f"{cls.DISPLAY_NAME}: crops must be square face crops; got {w}x{h}. Use the crops from 'FaceMend Detect' "

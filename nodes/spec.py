@@ -8,7 +8,9 @@ inspect the schema without ComfyUI installed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -77,8 +79,43 @@ class NodeResult:
     ui: dict[str, Any] = field(default_factory=dict)
 
 
+def check_numbers(node: type[NodeDef], values: Mapping[str, Any]) -> None:
+    """Refuse FLOAT/INT input values that are not finite numbers or lie outside the input's range.
+
+    ComfyUI checks a widget's min/max before a run, but a value arriving through a link (a math
+    node, another pack) is not checked, and NaN passes every comparison; a NaN feather or erode
+    would otherwise write NaN into the image. Inputs that were not given are skipped.
+
+    Raises:
+        ValueError: naming the node, the input, the value and the allowed range.
+    """
+    for spec in node.inputs():
+        if spec.type not in ("FLOAT", "INT") or values.get(spec.id) is None:
+            continue
+        value = values[spec.id]
+        lo = f"{spec.min:g}" if spec.min is not None else "-inf"
+        hi = f"{spec.max:g}" if spec.max is not None else "inf"
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{node.DISPLAY_NAME}: {spec.id} must be a number between {lo} and {hi}, got {value!r}."
+            ) from None
+        if not math.isfinite(number):
+            raise ValueError(
+                f"{node.DISPLAY_NAME}: {spec.id} must be between {lo} and {hi}, got {value} (not a finite number: "
+                "check the node linked to this input)."
+            )
+        if (spec.min is not None and number < spec.min) or (spec.max is not None and number > spec.max):
+            raise ValueError(f"{node.DISPLAY_NAME}: {spec.id} must be between {lo} and {hi}, got {value}.")
+
+
 class NodeDef:
-    """Base of every FaceMend node. Subclasses set the class attributes and ``execute``."""
+    """Base of every FaceMend node. Subclasses set the class attributes and ``execute``.
+
+    Every subclass's ``execute`` first runs :func:`check_numbers` on its keyword inputs, so each
+    FLOAT/INT input is checked in one place, whoever calls the node (ComfyUI, tests, scripts).
+    """
 
     NODE_ID: ClassVar[str]
     DISPLAY_NAME: ClassVar[str]
@@ -96,6 +133,19 @@ class NodeDef:
     @classmethod
     def execute(cls, **kwargs: Any) -> NodeResult:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("execute")
+        if isinstance(own, classmethod):
+            run = own.__func__
+
+            @functools.wraps(run)
+            def checked(node: type[NodeDef], *args: Any, **inputs: Any) -> NodeResult:
+                check_numbers(node, inputs)
+                return run(node, *args, **inputs)
+
+            cls.execute = classmethod(checked)  # type: ignore[method-assign]
 
     @classmethod
     def fingerprint(cls, **kwargs: Any) -> Any:

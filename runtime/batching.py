@@ -7,6 +7,7 @@ This is the one place where chunking policy lives; restore, modulate and refine 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import torch
@@ -29,6 +30,7 @@ def run_in_chunks(
     per_item_bytes: float,
     max_chunk: int = 16,
     progress: Progress | None = None,
+    chunk_seconds: float = 1.0,
 ) -> torch.Tensor:
     """Apply ``fn`` to ``x`` chunk by chunk and concatenate the results.
 
@@ -41,6 +43,9 @@ def run_in_chunks(
         per_item_bytes: estimated peak memory of one item, used to size chunks from free memory.
         max_chunk: upper bound on chunk size.
         progress: advanced by the number of items in each finished chunk.
+        chunk_seconds: chunks are sized so that one takes about this long (measured on the
+            chunks before it; the first chunk is one item on the CPU), so Cancel is honoured and
+            the progress bar moves at least that often, whatever fits in memory.
 
     Returns:
         ``(B, C, H', W')`` float32 on ComfyUI's intermediate device (CPU outside ComfyUI).
@@ -52,13 +57,15 @@ def run_in_chunks(
     out_device = intermediate_device()
     if batch == 0:
         return x.new_zeros((0, *x.shape[1:]), dtype=torch.float32, device=out_device)
-    n = chunk_size_for(per_item_bytes, device, max_chunk=max_chunk)
+    fits = chunk_size_for(per_item_bytes, device, max_chunk=max_chunk)
+    n = 1 if device.type == "cpu" else fits  # no timing yet: one item on the CPU
     results: list[torch.Tensor] = []
     i = 0
     while i < batch:
         check_interrupted()
         index = slice(i, min(i + n, batch))
         chunk = x[index].to(device=device, dtype=torch.float32)
+        started = time.perf_counter()
         try:
             y = run_with_fallback(lambda: fn(chunk, index), device, dtype)
         except Exception as e:  # noqa: BLE001 - only OOM is handled, everything else re-raised
@@ -71,11 +78,14 @@ def run_in_chunks(
                     "FaceMend: out of memory even for one image. Free memory (close other models), use a "
                     "smaller crop/tile size, or run with --lowvram / on the CPU."
                 ) from e
-            n = max(1, n // 2)
+            fits = n = max(1, n // 2)
             log.warning("FaceMend: out of memory; retrying with chunks of %d", n)
             continue
         results.append(y.to(out_device))
+        done = index.stop - index.start
         if progress is not None:
-            progress.update(index.stop - index.start)
+            progress.update(done)
+        per_item = (time.perf_counter() - started) / done
+        n = max(1, min(fits, int(chunk_seconds / max(per_item, 1e-6))))
         i = index.stop
     return torch.cat(results, dim=0)

@@ -34,6 +34,15 @@ class Progress:
             if self.done >= self.total:
                 self._tqdm.close()
 
+    def extend(self, total: int) -> None:
+        """Change the total (e.g. once a detection pass knows how many faces follow); ``done`` is kept."""
+        self.total = max(int(total), self.done, 1)
+        if self._bar is not None:
+            self._bar.update_absolute(self.done, self.total)
+        elif self._tqdm is not None:
+            self._tqdm.total = self.total
+            self._tqdm.refresh()
+
     def close(self) -> None:
         if self._tqdm is not None:
             self._tqdm.close()

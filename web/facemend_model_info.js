@@ -7,10 +7,12 @@
 // folder. Only official extension hooks are used; per-node handlers are chained on the node
 // instance, never on a prototype.
 //
-// Controls that the connected model does not take are greyed out: a fidelity/strength widget on a
-// node whose `model` input comes from a loader is disabled and relabelled "(n/a: <model>)" when
-// the route's `controls` for the loader's file do not include it. The value is kept (it is still
-// saved and sent; the node ignores it and says so in the log).
+// Controls that the connected model does not take are greyed out: the route's `control_widgets`
+// says, for every node that takes a model, which of its control widgets steer this file's model
+// (the server derives it from the family table). Those that do not are disabled and relabelled
+// "(n/a: <model>)"; their values are kept (still saved and sent; the node ignores them and says so).
+// A model wired into a node of another family is flagged on the canvas before Run, with the node
+// it belongs to.
 
 const { app } = window.comfyAPI.app;
 const { api } = window.comfyAPI.api;
@@ -18,15 +20,6 @@ const { api } = window.comfyAPI.api;
 const EXTENSION = "FaceMend.ModelInfo";
 const INFO_WIDGET = "facemend_model_info";
 const INFO_KINDS = new Set(["facerestore_models", "refusion"]);
-
-/** Widgets that are model controls: node type -> {widget name: control it drives}. A widget is
- * applicable when the model-info `controls` of the model wired into the node include it. */
-export const CONTROL_WIDGETS = {
-  FaceMendCodebookRestore: { fidelity: "fidelity", per_face_fidelity: "fidelity" },
-  FaceMendCSSFTModulate: { strength: "strength" },
-  FaceMendGPENRestore: { strength: "strength", per_face_strength: "strength", normalize: "normalize" },
-  FaceMendRestoreFaces: { fidelity: "fidelity", strength: "strength" },
-};
 
 /** nodeType name -> [[inputName, kind], ...] for node types with model-file combos. */
 const modelInputsByType = new Map();
@@ -43,34 +36,47 @@ export function modelInputs(nodeData) {
   return found;
 }
 
-/** Human text for a /facemend/model_info answer. */
+/** Human text for a /facemend/model_info answer: short lines that fit the loader at its default
+ * width (~45 characters), nodes named by their display names, only controls that are widgets. */
 export function formatModelInfo(info) {
   if (!info) return "";
   if (info.error) return `⚠ ${info.error}`;
-  const millions = typeof info.parameters === "number" ? `${(info.parameters / 1e6).toFixed(1)}M parameters` : "";
-  const controls = info.controls?.length ? `controls: ${info.controls.join(", ")}` : "no controls (fidelity/strength do not apply)";
-  const lines = [
-    `${info.display_name} [${info.arch}]${millions ? " · " + millions : ""}`,
-    `licence: ${info.licence}`,
-    controls + (info.node ? ` · use with ${info.node}` : ""),
-  ];
+  const millions = typeof info.parameters === "number" ? ` · ${(info.parameters / 1e6).toFixed(1)}M params` : "";
+  const lines = [`${info.display_name} [${info.arch}]${millions}`, `licence: ${info.licence}`];
+  if (info.node_name) lines.push(`use with: ${info.node_name}`);
+  const widgets = info.widgets ?? [];
+  const fixed = Object.entries(info.fixed ?? {}).map(([name, value]) => `${name} fixed at ${value}`);
+  lines.push(`controls: ${[...widgets, ...fixed].join(", ") || "none"}`);
   if (info.status) lines.push(info.status);
   return lines.join("\n");
+}
+
+/** Pixel height that shows all of `text` in the info box (11 px font, ~45 characters a line). */
+export function infoHeight(text) {
+  const lines = String(text ?? "").split("\n").reduce((n, line) => n + Math.max(1, Math.ceil(line.length / 45)), 0);
+  return Math.min(12 + 15 * lines, 220);
 }
 
 /**
  * Which control widgets of a `nodeType` node do not apply to the model described by `info`.
  * Returns a Map widget name -> label suffix; empty when nothing is known (no info, an error,
- * a node type without control widgets), so nothing is greyed out on a guess.
+ * a node type that takes no model), so nothing is greyed out on a guess.
  */
 export function inapplicableControls(nodeType, info) {
   const marks = new Map();
-  const widgets = CONTROL_WIDGETS[nodeType];
-  if (!widgets || !info || info.error || !Array.isArray(info.controls)) return marks;
-  for (const [widget, control] of Object.entries(widgets)) {
-    if (!info.controls.includes(control)) marks.set(widget, `n/a: ${info.display_name ?? info.arch}`);
+  const widgets = info && !info.error ? info.control_widgets?.[nodeType] : undefined;
+  if (!widgets) return marks;
+  for (const [widget, applies] of Object.entries(widgets)) {
+    if (!applies) marks.set(widget, `n/a: ${info.display_name ?? info.arch}`);
   }
   return marks;
+}
+
+/** The warning for a model wired into a node that does not take its family, or null. */
+export function misplacedModel(nodeType, info) {
+  if (!info || info.error || !info.control_widgets?.[nodeType] || nodeType === info.node) return null;
+  if (nodeType === "FaceMendRestoreFaces" && info.restore_faces) return null;
+  return `⚠ ${info.display_name} belongs in ${info.node_name}`;
 }
 
 /** The node feeding `node`'s `model` input (through links), or null. */
@@ -80,14 +86,14 @@ function modelSource(node) {
   return node.getInputNode?.(slot) ?? null;
 }
 
-/** Grey out (disable and relabel) the control widgets of `node` that its model does not take. */
+/** Grey out (disable and relabel) the control widgets of `node` that its model does not take,
+ * and flag the node when the model belongs in another node. */
 export function markControls(node) {
   const type = node.comfyClass ?? node.type;
-  if (!CONTROL_WIDGETS[type]) return;
-  const marks = inapplicableControls(type, modelSource(node)?.facemendModelInfo);
+  const info = modelSource(node)?.facemendModelInfo;
+  const marks = inapplicableControls(type, info);
   let changed = false;
   for (const widget of node.widgets ?? []) {
-    if (!(widget.name in CONTROL_WIDGETS[type])) continue;
     const reason = marks.get(widget.name);
     const marked = widget.facemendNotApplicable ?? null;
     if (reason === marked || (reason === undefined && marked === null)) continue;
@@ -103,7 +109,26 @@ export function markControls(node) {
     }
     changed = true;
   }
+  const warning = misplacedModel(type, info);
+  if (warning !== (node.facemendWarning ?? null)) {
+    node.facemendWarning = warning; // drawn above the node by drawWarning; never saved
+    changed = true;
+  }
   if (changed) node.setDirtyCanvas?.(true, true);
+}
+
+/** Draw `node.facemendWarning` (a model in the wrong node) as a red frame and line above the node. */
+export function drawWarning(node, ctx) {
+  if (!node.facemendWarning || !ctx) return;
+  const title = window.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
+  ctx.save();
+  ctx.strokeStyle = "#ff5252";
+  ctx.lineWidth = 2;
+  ctx.strokeRect(-3, -title - 3, node.size[0] + 6, node.size[1] + title + 6);
+  ctx.fillStyle = "#ff5252";
+  ctx.font = "bold 13px sans-serif";
+  ctx.fillText(node.facemendWarning, 0, -title - 8);
+  ctx.restore();
 }
 
 /** Update the control widgets of every node fed by `loader`'s outputs. */
@@ -120,7 +145,16 @@ function watchConnections(node) {
     markControls(node);
     return result;
   };
+  const draw = node.onDrawForeground;
+  node.onDrawForeground = function (ctx, ...rest) {
+    const result = draw?.apply(this, [ctx, ...rest]);
+    drawWarning(node, ctx);
+    return result;
+  };
 }
+
+/** Node types with a `model` input (the ones whose controls depend on the connected model). */
+const modelConsumers = new Set();
 
 async function fetchModelInfo(kind, name) {
   const query = `kind=${encodeURIComponent(kind)}&name=${encodeURIComponent(name)}`;
@@ -152,6 +186,8 @@ function setInfo(node, state, text, info) {
   el.dataset.state = state;
   el.textContent = text;
   node.facemendModelInfo = info ?? null; // for other extensions and tests
+  const size = node.computeSize?.(); // grow the node so the whole text shows
+  if (size && size[1] > node.size[1]) node.setSize?.([node.size[0], size[1]]);
   node.setDirtyCanvas?.(true, true);
   markConsumers(node);
 }
@@ -189,8 +225,8 @@ function attach(node) {
     hideOnZoom: false,
     getValue: () => "",
     setValue: () => {},
-    getMinHeight: () => 60,
-    getMaxHeight: () => 80,
+    getMinHeight: () => infoHeight(el.textContent),
+    getMaxHeight: () => infoHeight(el.textContent),
   });
   infoWidget.serialize = false; // not part of the saved workflow's widgets_values either
   node.facemendInfoElement = el;
@@ -212,10 +248,12 @@ app.registerExtension({
   async beforeRegisterNodeDef(nodeType, nodeData) {
     const inputs = modelInputs(nodeData);
     if (inputs.length) modelInputsByType.set(nodeData.name, inputs);
+    const takesModel = ["required", "optional"].some((g) => nodeData?.input?.[g]?.model?.[0] === "FACEMEND_MODEL");
+    if (takesModel) modelConsumers.add(nodeData.name);
   },
   nodeCreated(node) {
     attach(node);
-    if (CONTROL_WIDGETS[node.comfyClass ?? node.type]) watchConnections(node);
+    if (modelConsumers.has(node.comfyClass ?? node.type)) watchConnections(node);
   },
   loadedGraphNode(node) {
     attach(node);

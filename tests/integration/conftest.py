@@ -42,7 +42,8 @@ ARTIFACTS = HERE / "artifacts"
 PACK_FOLDER = "comfyui-facemend"  # the custom_nodes folder name the server sees
 MODEL_KINDS = ("facerestore_models", "facedetection", "refusion", "checkpoints")
 RETINAFACE_FILE = "detection_mobilenet0.25_Final.pth"
-FACE_IMAGE = "fm_astronaut.png"  # written into the server's input folder
+FACE_IMAGE = "fm_astronaut.png"
+NO_FACE_IMAGE = "fm_no_face.png"  # both written into the server's input folder
 START_TIMEOUT_S = float(os.environ.get("COMFYUI_START_TIMEOUT", "240"))
 
 
@@ -245,6 +246,19 @@ def _write_face_image(dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
+def _write_no_face_image(dest: Path) -> None:
+    """A 640x480 picture with no face in it (smooth colour gradients and a few shapes), for the
+    no-face tests: a real image, not a flat one, so Detect really has to find nothing."""
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:480, 0:640].astype(np.float32)
+    img = np.stack([x / 640, y / 480, 0.5 + 0.3 * np.sin(x / 40) * np.cos(y / 50)], axis=-1)
+    img[100:200, 100:300] = (0.9, 0.2, 0.1)
+    img[260:420, 380:560] = (0.1, 0.3, 0.9)
+    Image.fromarray((img.clip(0, 1) * 255).astype(np.uint8)).save(dest)
+
+
 def _prepare_base(base: Path) -> tuple[dict[str, Path], Path, Path]:
     custom = base / "custom_nodes"
     custom.mkdir(parents=True)
@@ -268,6 +282,7 @@ def _prepare_base(base: Path) -> tuple[dict[str, Path], Path, Path]:
     input_dir = base / "input"
     input_dir.mkdir()
     _write_face_image(input_dir / FACE_IMAGE)
+    _write_no_face_image(input_dir / NO_FACE_IMAGE)
     # A fresh frontend user: skip the first-run template browser so the canvas is visible.
     user = base / "user" / "default"
     user.mkdir(parents=True)

@@ -16,7 +16,7 @@ class FakeContext {
   constructor() { this.calls = []; this.font = ""; }
   measureText(text) { return { width: 10 * String(text).length }; }
 }
-for (const name of ["strokeRect", "fillRect", "fillText", "drawImage"]) {
+for (const name of ["strokeRect", "fillRect", "fillText", "drawImage", "save", "restore"]) {
   FakeContext.prototype[name] = function (...args) { this.calls.push([name, ...args]); };
 }
 
@@ -106,10 +106,29 @@ const LOADER_DEF = {
   },
 };
 
+// Shaped like the server's answers (model_loaders/info.py describe_spec).
+const NODE_WIDGETS = {
+  FaceMendCSSFTModulate: ["strength", "strength_coarse", "strength_fine", "noise", "seed"],
+  FaceMendCodebookRestore: ["fidelity", "per_face_fidelity"],
+  FaceMendGPENRestore: ["strength", "normalize", "per_face_strength"],
+  FaceMendDiffusionRefine: ["sampler", "steps", "max_sigma", "eps", "schedule", "seed", "strength"],
+  FaceMendRestoreFaces: ["fidelity", "strength"],
+};
+function controlWidgets(node, applies, restoreFaces) {
+  const table = {};
+  for (const [type, widgets] of Object.entries(NODE_WIDGETS)) {
+    table[type] = Object.fromEntries(widgets.map((w) => [w, type === node && applies.includes(w)]));
+  }
+  table.FaceMendRestoreFaces = { fidelity: restoreFaces === "fidelity", strength: restoreFaces === "strength" };
+  return table;
+}
+
 const CODEFORMER = {
   name: "b.safetensors", kind: "facerestore_models", arch: "codeformer", display_name: "CodeFormer",
-  family: "codebook", node: "FaceMendCodebookRestore", licence: "S-Lab 1.0 (non-commercial)",
-  parameters: 94_100_000, controls: ["fidelity"], input_size: 512, hparams: {},
+  family: "codebook", node: "FaceMendCodebookRestore", node_name: "FaceMend Codebook Restore",
+  licence: "S-Lab 1.0 (non-commercial)", parameters: 94_100_000, controls: ["fidelity"], fixed: {},
+  widgets: ["fidelity", "per_face_fidelity"], restore_faces: true, input_size: 512, hparams: {},
+  control_widgets: controlWidgets("FaceMendCodebookRestore", ["fidelity", "per_face_fidelity"], "fidelity"),
 };
 
 async function loaderNode(env, ext, value = "a.pth") {
@@ -131,13 +150,21 @@ test("modelInputs finds the model-file combos the schema declares (restorer kind
   assert.deepEqual(module.modelInputs({}), []);
 });
 
-test("formatModelInfo shows architecture, size, licence, controls and the node to use", async () => {
+test("formatModelInfo: architecture, size, licence, the node by its display name, widget controls; lines fit", async () => {
   const { module } = await load("facemend_model_info.js");
   const text = module.formatModelInfo(CODEFORMER);
-  for (const part of ["CodeFormer [codeformer]", "94.1M parameters", "licence: S-Lab 1.0 (non-commercial)",
-    "controls: fidelity", "FaceMendCodebookRestore"]) assert.ok(text.includes(part), `${part} not in ${text}`);
-  assert.match(module.formatModelInfo({ ...CODEFORMER, controls: [] }), /do not apply/);
+  for (const part of ["CodeFormer [codeformer]", "94.1M params", "licence: S-Lab 1.0 (non-commercial)",
+    "controls: fidelity, per_face_fidelity", "use with: FaceMend Codebook Restore"]) {
+    assert.ok(text.includes(part), `${part} not in ${text}`);
+  }
+  assert.ok(!text.includes("FaceMendCodebookRestore"), "no node ids in the user's text");
+  assert.ok(text.split("\n").every((line) => line.length <= 45), text);
+  const colorization = { ...CODEFORMER, controls: [], widgets: [], fixed: { fidelity: 0 } };
+  assert.match(module.formatModelInfo(colorization), /controls: fidelity fixed at 0/);
+  assert.match(module.formatModelInfo({ ...CODEFORMER, widgets: [], fixed: {} }), /controls: none/);
   assert.equal(module.formatModelInfo({ error: "bad file" }), "⚠ bad file");
+  const tall = module.infoHeight(module.formatModelInfo({ ...CODEFORMER, status: "not downloaded yet: fetched from its official URL on first run" }));
+  assert.ok(tall >= 12 + 15 * 6, `the box grows with the text (${tall} px)`);
 });
 
 test("the loader node shows the default file's info, then the info of each chosen file", async () => {
@@ -208,9 +235,15 @@ test("an empty model folder says what to do instead of asking the server", async
 
 // --- controls that do not apply ------------------------------------------------------------
 
-const RESTOREFORMER = { ...CODEFORMER, name: "a.pth", arch: "restoreformer", display_name: "RestoreFormer", controls: [] };
+const RESTOREFORMER = { ...CODEFORMER, name: "a.pth", arch: "restoreformer", display_name: "RestoreFormer", controls: [],
+  widgets: [], control_widgets: controlWidgets("FaceMendCodebookRestore", [], null) };
+const GFPGAN_WIDGETS = ["strength", "strength_coarse", "strength_fine", "noise", "seed"];
 const GFPGAN = { ...CODEFORMER, name: "g.pth", arch: "gfpgan_clean", display_name: "GFPGAN v1 clean", family: "gfpgan",
-  controls: ["strength", "strength_coarse", "strength_fine", "noise", "seed", "face_index"] };
+  node: "FaceMendCSSFTModulate", node_name: "FaceMend CS-SFT Modulate", widgets: GFPGAN_WIDGETS,
+  controls: [...GFPGAN_WIDGETS, "face_index"], control_widgets: controlWidgets("FaceMendCSSFTModulate", GFPGAN_WIDGETS, "strength") };
+const REFUSION = { ...CODEFORMER, arch: "refusion_nafnet", display_name: "Refusion", family: "refusion",
+  node: "FaceMendDiffusionRefine", node_name: "FaceMend Diffusion Refine", restore_faces: false,
+  control_widgets: controlWidgets("FaceMendDiffusionRefine", NODE_WIDGETS.FaceMendDiffusionRefine, null) };
 
 test("inapplicableControls names the control widgets the model does not take", async () => {
   const { module } = await load("facemend_model_info.js");
@@ -223,15 +256,38 @@ test("inapplicableControls names the control widgets the model does not take", a
     { fidelity: "n/a: RestoreFormer", per_face_fidelity: "n/a: RestoreFormer" });
   assert.deepEqual(marks("FaceMendCodebookRestore", CODEFORMER), {});
   assert.deepEqual(marks("FaceMendCSSFTModulate", GFPGAN), {});
-  // nothing is greyed out on a guess: no info, an error, or a node without model controls
+  // a model in a node of another family: every control of that node is greyed out
+  assert.deepEqual(Object.keys(marks("FaceMendCSSFTModulate", CODEFORMER)), GFPGAN_WIDGETS);
+  // nothing is greyed out on a guess: no info, an error, or a node that takes no model
   assert.deepEqual(marks("FaceMendRestoreFaces", null), {});
   assert.deepEqual(marks("FaceMendRestoreFaces", { error: "bad file" }), {});
-  assert.deepEqual(marks("FaceMendDiffusionRefine", RESTOREFORMER), {});
+  assert.deepEqual(marks("KSampler", RESTOREFORMER), {});
 });
 
+test("misplacedModel flags a model wired into a node of another family, naming where it belongs", async () => {
+  const { module } = await load("facemend_model_info.js");
+  assert.equal(module.misplacedModel("FaceMendCSSFTModulate", CODEFORMER), "⚠ CodeFormer belongs in FaceMend Codebook Restore");
+  assert.equal(module.misplacedModel("FaceMendCodebookRestore", CODEFORMER), null);
+  assert.equal(module.misplacedModel("FaceMendRestoreFaces", GFPGAN), null);
+  assert.equal(module.misplacedModel("FaceMendRestoreFaces", REFUSION), "⚠ Refusion belongs in FaceMend Diffusion Refine");
+  assert.equal(module.misplacedModel("FaceMendCodebookRestore", null), null);
+  assert.equal(module.misplacedModel("KSampler", CODEFORMER), null);
+});
+
+const CONSUMER_DEFS = {
+  FaceMendRestoreFaces: ["fidelity", "strength", "opacity"],
+  FaceMendCodebookRestore: ["fidelity", "per_face_fidelity"],
+  FaceMendCSSFTModulate: GFPGAN_WIDGETS,
+};
+
+async function registerConsumers(ext) {
+  for (const name of Object.keys(CONSUMER_DEFS)) {
+    await ext.beforeRegisterNodeDef({}, { name, input: { required: { model: ["FACEMEND_MODEL", {}] } } });
+  }
+}
+
 function consumerNode(env, type, id) {
-  const widgets = Object.keys({ FaceMendRestoreFaces: { fidelity: 1, strength: 1, opacity: 1 },
-    FaceMendCodebookRestore: { fidelity: 1, per_face_fidelity: 1 } }[type]).map((name) => ({ name, type: "number", value: 0.5 }));
+  const widgets = CONSUMER_DEFS[type].map((name) => ({ name, type: "number", value: 0.5 }));
   const node = fakeNode(type, widgets, id);
   node.inputs = [{ name: "image", link: null }, { name: "model", link: null }];
   node.source = null;
@@ -260,6 +316,7 @@ test("a restore node's controls are greyed out when the connected model does not
   env.answers.set("a.pth", { status: 200, body: RESTOREFORMER });
   env.answers.set("b.safetensors", { status: 200, body: CODEFORMER });
   const { node: loader, combo } = await wiredLoader(env, ext, "a.pth");
+  await registerConsumers(ext);
   const restore = consumerNode(env, "FaceMendRestoreFaces", 2);
   ext.nodeCreated(restore);
   await settle();
@@ -292,6 +349,7 @@ test("a loaded workflow greys out controls once the loader's info arrives", asyn
   let release;
   env.answers.set("a.pth", new Promise((resolve) => { release = resolve; }));
   const { node: loader } = await wiredLoader(env, ext, "a.pth");
+  await registerConsumers(ext);
   const restore = consumerNode(env, "FaceMendCodebookRestore", 3);
   ext.nodeCreated(restore);
   connect(loader, restore);
@@ -302,93 +360,65 @@ test("a loaded workflow greys out controls once the loader's info arrives", asyn
   assert.deepEqual(restore.widgets.map((w) => w.disabled), [true, true]);
 });
 
-// --- face boxes ----------------------------------------------------------------------------
-
-const FACES = [
-  { frame: 0, index: 0, box: [100, 50, 300, 250], score: 0.99 },
-  { frame: 1, index: 1, box: [10, 0, 60, 40], score: 0.8, image_size: [400, 400] },
-];
-
-test("facesForPreview maps previews to frames", async () => {
-  const { module } = await load("facemend_faces.js");
-  assert.deepEqual(module.facesForPreview(FACES, null, 0).map((f) => f.index), [0]);
-  assert.deepEqual(module.facesForPreview(FACES, null, 1).map((f) => f.index), [1]);
-  assert.deepEqual(module.facesForPreview(FACES, [1, 0], 0).map((f) => f.index), [1]);
-  assert.deepEqual(module.facesForPreview([{ index: 3, box: [0, 0, 1, 1] }], null, 0).map((f) => f.index), [3]);
-  assert.deepEqual(module.facesForPreview([{ frame: 0, index: 3, box: [0, 0] }], null, 0), []);
-});
-
-test("drawFaces strokes each box (scaled to the preview) and labels it with its index", async () => {
-  const { module } = await load("facemend_faces.js");
+test("a model wired into another family's node greys out all its controls and flags the node", async () => {
+  const { env, ext } = await load("facemend_model_info.js");
+  env.answers.set("b.safetensors", { status: 200, body: CODEFORMER });
+  const { node: loader } = await wiredLoader(env, ext, "b.safetensors");
+  await registerConsumers(ext);
+  const modulate = consumerNode(env, "FaceMendCSSFTModulate", 4);
+  ext.nodeCreated(modulate);
+  await settle();
+  connect(loader, modulate);
+  assert.deepEqual(modulate.widgets.map((w) => w.disabled), GFPGAN_WIDGETS.map(() => true));
+  assert.equal(modulate.facemendWarning, "⚠ CodeFormer belongs in FaceMend Codebook Restore");
   const ctx = new FakeContext();
-  module.drawFaces(ctx, 200, 200, [FACES[1]]); // a 400 px frame shown in a 200 px preview
-  const strokes = ctx.calls.filter((c) => c[0] === "strokeRect");
-  assert.deepEqual(strokes, [["strokeRect", 5, 0, 25, 20]]);
-  const labels = ctx.calls.filter((c) => c[0] === "fillText").map((c) => c[1]);
-  assert.deepEqual(labels, ["1"]);
-  const [, , labelY] = ctx.calls.find((c) => c[0] === "fillRect");
-  assert.ok(labelY >= 0, "label stays inside the image for a box at the top edge");
-  assert.notEqual(module.faceColour(0), module.faceColour(1));
+  modulate.onDrawForeground(ctx);
+  assert.ok(ctx.calls.some(([name, text]) => name === "fillText" && /belongs in FaceMend Codebook Restore/.test(text)));
+  modulate.inputs[1].link = null;
+  modulate.onConnectionsChange(1, 1, false, null, modulate.inputs[1]);
+  assert.equal(modulate.facemendWarning, null, "disconnected: no warning");
 });
 
-test("a FaceMend node's previews are replaced once by annotated copies after it runs", async () => {
-  const { env, ext } = await load("facemend_faces.js");
-  const node = fakeNode("FaceMendDetect");
+// --- node summaries ------------------------------------------------------------------------
+
+test("summaryText joins a node's UI text; other payloads give none", async () => {
+  const { module } = await load("facemend_summary.js");
+  assert.equal(module.summaryText({ text: ["1 face(s) restored", "resized"] }), "1 face(s) restored\nresized");
+  assert.equal(module.summaryText({ text: "no face found: image passed through" }), "no face found: image passed through");
+  assert.equal(module.summaryText({ images: [] }), null);
+  assert.equal(module.summaryText(null), null);
+  assert.ok(module.isFaceMendNode("FaceMendDetect") && !module.isFaceMendNode("KSampler"));
+  assert.ok(!module.isFaceMendNode("FaceMendProbeAllInputs"), "the test probe pack is not ours");
+});
+
+test("a FaceMend node shows its summary after each run, in a widget that is never saved", async () => {
+  const { ext } = await load("facemend_summary.js");
+  const node = fakeNode("FaceMendDetect", [{ name: "confidence", type: "number", value: 0.8 }]);
   const seen = [];
   node.onExecuted = (output) => seen.push(output);
   ext.nodeCreated(node);
-  const output = { images: [{ filename: "p.png" }], facemend_faces: FACES };
-  node.onExecuted(output);
-  assert.deepEqual(seen, [output], "a previous onExecuted still runs");
+  node.onExecuted({ text: ["2 face(s) found; 2 kept"] });
+  const widget = node.widgets.find((w) => w.name === "facemend_summary");
+  assert.ok(widget && widget.serialize === false && widget.options.serialize === false);
+  assert.equal(widget.element.textContent, "2 face(s) found; 2 kept");
+  assert.equal(seen.length, 1, "the node's own onExecuted still runs");
+  node.onExecuted({ text: ["no face found: image passed through"] });
+  assert.equal(node.widgets.filter((w) => w.name === "facemend_summary").length, 1, "one widget, updated");
+  assert.equal(widget.element.textContent, "no face found: image passed through");
 
-  const original = [new FakeImage(400, 300)];
-  node.imgs = original;
-  node.onDrawForeground({});
-  await settle();
-  assert.notEqual(node.imgs, original);
-  assert.equal(node.imgs.length, 1);
-  assert.equal(node.imgs[0].naturalWidth, 400);
-  assert.match(node.imgs[0].src, /^data:image\/png/);
-  const annotated = node.imgs;
-  node.onDrawForeground({});
-  await settle();
-  assert.equal(node.imgs, annotated, "not annotated twice");
-
-  node.onExecuted({ images: [], facemend_faces: [] });
-  const fresh = [new FakeImage(64, 64)];
-  node.imgs = fresh;
-  node.onDrawForeground({});
-  await settle();
-  assert.equal(node.imgs, fresh, "nothing drawn when no faces were found");
-  assert.equal(env.registered.length, 1);
-});
-
-test("previews still loading are annotated once they are loaded; other nodes are not hooked", async () => {
-  const { ext } = await load("facemend_faces.js");
-  const node = fakeNode("FaceMendRestoreFaces");
-  ext.nodeCreated(node);
-  node.onExecuted({ facemend_faces: FACES });
-  const loading = [new FakeImage(0, 0)];
-  node.imgs = loading;
-  node.onDrawForeground({});
-  await settle();
-  assert.equal(node.imgs, loading);
-  loading[0].naturalWidth = 400; loading[0].naturalHeight = 300; loading[0].complete = true;
-  node.onDrawForeground({});
-  await settle();
-  assert.notEqual(node.imgs, loading);
-
-  const other = fakeNode("PreviewImage");
+  const other = fakeNode("KSampler", []);
   ext.nodeCreated(other);
-  assert.equal(other.onExecuted, undefined);
-  assert.equal(other.onDrawForeground, undefined);
+  other.onExecuted?.({ text: ["x"] });
+  assert.equal(other.widgets.length, 0, "other packs' nodes are left alone");
 });
 
-test("faces restored from history outputs reach the node", async () => {
-  const { env, ext } = await load("facemend_faces.js");
-  const node = fakeNode("FaceMendDetect", [], 7);
-  env.nodes.push(node);
-  ext.nodeCreated(node);
-  ext.onNodeOutputsUpdated({ 7: { images: [], facemend_faces: FACES }, 8: { images: [] } });
-  assert.equal(node.facemendFaces, FACES);
+test("a new FaceMend node's seed is fixed after each run; other packs' nodes keep theirs", async () => {
+  const { ext } = await load("facemend_summary.js");
+  const control = () => ({ name: "control_after_generate", type: "combo", value: "randomize" });
+  const refine = fakeNode("FaceMendDiffusionRefine", [{ name: "seed", type: "number", value: 0 }, control()]);
+  ext.nodeCreated(refine);
+  assert.equal(refine.widgets[1].value, "fixed");
+  const ksampler = fakeNode("KSampler", [{ name: "seed", type: "number", value: 0 }, control()]);
+  ext.nodeCreated(ksampler);
+  assert.equal(ksampler.widgets[1].value, "randomize");
 });

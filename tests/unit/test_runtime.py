@@ -68,8 +68,39 @@ def test_chunks_back_off_on_oom_and_keep_order() -> None:
     progress = Progress(7)
     y = run_in_chunks(fn, x, device=torch.device("cpu"), per_item_bytes=1, max_chunk=8, progress=progress)
     assert torch.equal(y, x * 2)
-    assert seen == [7, 4, 2, 2, 2, 1]  # all 7 -> OOM, 4 -> OOM, then chunks of 2 (the last has 1)
+    # one item first on the CPU (no timing yet), then all that fit (6) -> OOM, 4 -> OOM, then chunks of 2
+    assert seen == [1, 6, 4, 2, 2, 2]
     assert progress.done == 7
+
+
+def test_chunks_are_sized_to_a_second_of_work_so_cancel_is_honoured() -> None:
+    """Slow items come one or a few at a time (interruption is checked and progress advanced
+    between chunks); fast items are batched up to what fits in memory."""
+    import time
+
+    seen: list[int] = []
+    done: list[int] = []
+
+    def slow(chunk: torch.Tensor, index: slice) -> torch.Tensor:
+        seen.append(chunk.shape[0])
+        time.sleep(0.03 * chunk.shape[0])
+        return chunk
+
+    class Counting(Progress):
+        def update(self, n: int = 1) -> None:
+            super().update(n)
+            done.append(self.done)
+
+    x = torch.zeros(9, 1, 1, 1)
+    run_in_chunks(slow, x, device=torch.device("cpu"), per_item_bytes=1, max_chunk=16, progress=Counting(9),
+                  chunk_seconds=0.1)
+    assert seen[0] == 1 and max(seen) <= 3, seen  # 0.1 s / 0.03 s per item
+    assert done[-1] == 9 and len(done) == len(seen) >= 3
+
+    fast: list[int] = []
+    run_in_chunks(lambda c, i: fast.append(c.shape[0]) or c, torch.zeros(9, 1, 1, 1), device=torch.device("cpu"),
+                  per_item_bytes=1, max_chunk=16)
+    assert fast == [1, 8]
 
 
 def test_oom_at_one_item_gives_advice() -> None:
