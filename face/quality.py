@@ -1,0 +1,571 @@
+"""Per-face degradation score: how much each face needs restoring, from what the pipeline already has.
+
+No model weights: four cues, each a number in ``[0, 1]`` (0 = clean, 1 = ruined), measured on the
+face's luminance *at the face's own scale* (in source pixels, through the alignment affine), then
+combined into one score in ``[0, 1]``. Every default lives in :class:`QualitySettings`.
+
+The analysis grid. The aligned crop is mapped back onto the source image's pixel grid: for a face
+with ``s = face_scale`` source px per crop px (``s < 1`` when the face was enlarged into the crop,
+the usual case: a 160 px face in a 512 crop has ``s = 0.31``), a square window over the central face
+(eyes, nose, mouth: FFHQ-512 ``x 128..384``, ``y 160..416``) is resampled with the source's axes, one
+grid pixel per source pixel (:func:`~facemend.face.warp.resample`: antialiased, bicubic; origin on
+an integer source pixel). Blur, noise and JPEG blocks are properties of *source* pixels, so they
+are measured there: enlarged into the crop, a sharp 160 px face looks blurred per crop pixel and its
+noise is smeared over three crop pixels, and JPEG's 8x8 blocks would be 25 px and rotated. A face
+larger than its crop (``s > 1``) is analysed at crop resolution (one grid px = ``s`` source px), the
+resolution the restorer sees. Without ``face_scale`` the crop itself is the grid.
+
+The cues (raw measure -> cue by a log-linear or linear ramp between a *clean* and a *ruined* anchor,
+clamped to ``[0, 1]``; anchors in :class:`QualitySettings`, chosen with ``benchmarks/bench_quality.py``):
+
+* **resolution**: the side of the FFHQ face square in source pixels (``crop_size / padding * s``).
+  256 px or more = 0, 32 px or less = 1, log-linear between: restorers are trained on 512 px faces
+  degraded by up to ~8x downscaling; a 32 px face has lost nearly all identity detail. Constant
+  for a face whatever its pixels, so it shifts scores, it cannot rank degradations of one face.
+* **blur**: the ratio of the energy of the finest octave (luminance minus its Gaussian blur at
+  sigma 1 grid px) to the next octave (sigma 1 minus sigma 2), after subtracting the share that the
+  measured noise puts in each band. Natural images have a roughly scale-free spectrum, so a sharp
+  face has a fairly stable ratio; blur, down-and-up scaling and strong JPEG remove the finest octave
+  first. Contrast-invariant (a ratio). Log ramp.
+* **noise**: standard deviation of the noise, in 0-1 luminance units, by Immerkaer's estimator
+  (the 3x3 second-difference kernel, insensitive to smooth shading), made robust to edges and texture
+  with the median of the absolute response instead of the mean (Gaussian noise: median ``|r|`` =
+  0.6745 x its std). Linear ramp.
+* **blocking**: JPEG's 8x8 block boundaries. Mean absolute difference between neighbouring grid
+  pixels, folded by column (row) position modulo 8: a clean face has 8 equal phases, a blocky one a
+  phase where differences jump. ``max phase / mean of the others - 1``, averaged over both axes; the
+  phase is searched (an image cropped before Detect moves the grid). Only measured where the grid
+  is the source grid (``s <= 1``, or crops given without scale, taken as native): a face shrunk
+  into its crop has its blocks averaged away by the antialiasing. Linear ramp.
+
+Combination: a noisy-OR, ``score = 1 - prod_i (1 - w_i * cue_i)``. Each weight ``w_i`` is the score
+that cue alone gives at its ruined anchor. Independent degradations compound (blur *and* noise is
+worse than either), one ruined cue is enough for a high score, and the score rises strictly with
+every cue, so it ranks degradation levels even where one cue (resolution) is constant. Weights
+(:class:`QualitySettings`): blur 0.85, noise 0.8, blocking 0.6, resolution 0.5. Blur and noise
+destroy identity detail directly; blocking is often partly masked by the blur cue the same JPEG
+already raises; resolution alone does not make a face bad (a clean 80 px face is still
+recognisable) but it compounds everything else. ``benchmarks/README.md`` has the measurements.
+
+Hand-written pieces and why: Immerkaer's kernel and the block-phase fold are not primitives in
+kornia/OpenCV/scikit-image (``skimage.restoration.estimate_sigma`` is a NumPy/PyWavelets loop per
+image, CPU only); both are one :func:`kornia.filters.filter2d` / a matrix product here, batched on any
+device. Gaussian bands use :func:`kornia.filters.gaussian_blur2d`, the grid :func:`~facemend.face.warp.resample`.
+
+Mappings to controls: :func:`fidelity_from_score` (Codebook Restore's per-face fidelity),
+:func:`strength_from_score` (CS-SFT Modulate / GPEN strength), :func:`opacity_from_score` (Paste
+Back's per-face opacity: leave good faces alone), :func:`smooth_along_tracks` (video).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, fields
+
+import kornia
+import torch
+
+from .alignment import compose_affine, invert_affine
+from .records import FaceSet
+from .tracking import smooth_tracks
+from .warp import resample
+
+#: The face window analysed, in FFHQ-512 crop coordinates (x0, y0, x1, y1): eyes, nose and mouth.
+FACE_WINDOW_512 = (128.0, 160.0, 384.0, 416.0)
+#: The window searched for JPEG blocks, as a multiple of the face window's side (same centre):
+#: 384 FFHQ-512 px, the face with its outline, hair and some background. Blocks are everywhere in a
+#: JPEG, and more of them make the 8-phase fold steadier.
+BLOCK_WINDOW = 1.5
+#: Grid pixels added on each side of the largest window (room for the Gaussian bands' support).
+MARGIN = 12
+#: The cues, in :class:`Cues` order.
+CUE_NAMES = ("resolution", "blur", "noise", "blocking")
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """Every default of the quality stage (one source for nodes, CLI and library).
+
+    Cue anchors: each raw measure maps to a cue that is 0.05 at its *clean* anchor and 0.95 at its
+    *ruined* anchor, logistic in log scale (:func:`anchor_ramp`).
+
+    Attributes:
+        res_clean_px, res_ruined_px: face-square side in source px.
+        blur_clean_px, blur_ruined_px: edge width (Gaussian sigma) in source px.
+        noise_clean, noise_ruined: noise std in ``[0, 1]`` luminance units.
+        block_clean, block_ruined: block-boundary strength (phase excess / smooth activity).
+        w_resolution, w_blur, w_noise, w_blocking: noisy-OR weights (score of that cue alone at 1).
+        clean_fidelity, ruined_fidelity: fidelity for a score of 0 and 1 (Codebook Restore).
+        clean_strength, ruined_strength: CS-SFT/GPEN strength for a score of 0 and 1.
+        leave_alone_below, full_opacity_at: paste-back opacity 0 below the first score, 1 from the
+            second, smooth in between (``leave_alone_below = 0`` pastes every face fully).
+        track_sigma: temporal smoothing along video tracks, in frames (0 = off).
+    """
+
+    res_clean_px: float = 128.0
+    res_ruined_px: float = 24.0
+    blur_clean_px: float = 1.3
+    blur_ruined_px: float = 4.0
+    noise_clean: float = 0.01
+    noise_ruined: float = 0.04
+    block_clean: float = 0.6
+    block_ruined: float = 2.5
+    w_resolution: float = 0.7
+    w_blur: float = 0.95
+    w_noise: float = 0.95
+    w_blocking: float = 0.6
+    clean_fidelity: float = 1.0
+    ruined_fidelity: float = 0.3
+    clean_strength: float = 1.5
+    ruined_strength: float = 0.8
+    leave_alone_below: float = 0.0
+    full_opacity_at: float = 0.0
+    track_sigma: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not math.isfinite(v):
+                raise ValueError(f"FaceMend quality: {f.name} must be a finite number, got {v}")
+        for name in ("res_clean_px", "res_ruined_px", "blur_clean_px", "blur_ruined_px", "noise_clean",
+                     "noise_ruined", "block_clean", "block_ruined"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"FaceMend quality: {name} must be > 0, got {getattr(self, name)}")
+        for name in ("w_resolution", "w_blur", "w_noise", "w_blocking", "clean_fidelity", "ruined_fidelity",
+                     "leave_alone_below", "full_opacity_at"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"FaceMend quality: {name} must be between 0 and 1, got {getattr(self, name)}")
+        if self.full_opacity_at < self.leave_alone_below:
+            raise ValueError("FaceMend quality: full_opacity_at must be >= leave_alone_below")
+        if self.track_sigma < 0 or self.clean_strength < 0 or self.ruined_strength < 0:
+            raise ValueError("FaceMend quality: track_sigma and strengths must be >= 0")
+
+
+DEFAULT_SETTINGS = QualitySettings()
+
+
+@dataclass(frozen=True)
+class Measures:
+    """Raw per-face measures, each ``(N,)`` float32 on the crops' device (see the module notes).
+
+    Attributes:
+        face_px: side of the FFHQ face square in source px.
+        blur_px: edge width, Gaussian sigma in source px (grid px where the face is larger than its crop).
+        noise: noise std of the luminance, ``[0, 1]`` units.
+        blockiness: JPEG block-boundary strength (0 where not measured).
+        block_measured: bool, where the grid is the source's pixel grid (blocking is measured).
+    """
+
+    face_px: torch.Tensor
+    blur_px: torch.Tensor
+    noise: torch.Tensor
+    blockiness: torch.Tensor
+    block_measured: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Cues:
+    """Per-face cues: each ``(N,)`` float32 in ``[0, 1]`` (0 = clean, 1 = ruined), on the crops' device.
+
+    Attributes:
+        resolution, blur, noise, blocking: the cues (see the module notes); blocking is 0 where
+            it was not measured.
+        measures: the raw :class:`Measures` they come from.
+    """
+
+    resolution: torch.Tensor
+    blur: torch.Tensor
+    noise: torch.Tensor
+    blocking: torch.Tensor
+    measures: Measures
+
+    def stack(self) -> torch.Tensor:
+        """``(N, 4)`` the cues in :data:`CUE_NAMES` order."""
+        return torch.stack([self.resolution, self.blur, self.noise, self.blocking], dim=1)
+
+
+def source_scale(faces: FaceSet) -> torch.Tensor:
+    """``(N,)`` float64 source pixels per crop pixel of each face (the alignment similarity's scale)."""
+    return faces.face_scale()
+
+
+#: Logistic slope: with it a cue is exactly 0.05 at its clean anchor and 0.95 at its ruined one.
+_SLOPE = 2 * math.log(19.0)
+
+
+def anchor_ramp(x: torch.Tensor, clean: float, ruined: float) -> torch.Tensor:
+    """Cue of a positive measure ``x``: a logistic curve in ``log x``, 0.05 at ``clean``, 0.95 at ``ruined``.
+
+    ``t`` is the position of ``log x`` between the anchors (0 at ``clean``, 1 at ``ruined``; either
+    order works, e.g. resolution, where fewer pixels is worse) and the cue is
+    ``1 / (1 + exp(-5.89 (t - 0.5)))``. Strictly increasing, so a worse measure always gives a
+    higher cue and no two levels of a degradation tie; flat well below the clean anchor, so what a
+    clean photo has anyway (fine grain, the blocks of a good JPEG) costs almost nothing and a
+    degradation that happens to lower such a measure (blur smooths grain away) can hardly lower
+    the score. Returns ``x``'s shape, float32, in ``(0, 1)``.
+    """
+    t = (x.to(torch.float32).clamp_min(1e-6).log() - math.log(clean)) / (math.log(ruined) - math.log(clean))
+    return torch.sigmoid(_SLOPE * (t - 0.5))
+
+
+def _grid_transforms(
+    n: int, crop_size: int, face_scale: torch.Tensor | None, affines: torch.Tensor | None, padding: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor]:
+    """Crop -> analysis-grid transforms.
+
+    Returns:
+        ``(m, scale, step, canvas, side)``: ``(N, 2, 3)`` float64 crop -> grid, ``(N,)`` float64
+        source px per crop px, ``(N,)`` float64 source px per grid px, the common grid side (room
+        for the :data:`BLOCK_WINDOW`), and ``(N,)`` int64 side of each face's window in grid px
+        (all on the CPU). Every face's window is centred on the canvas.
+    """
+    if affines is not None:
+        to_src = invert_affine(affines.to(torch.float64).cpu())
+        scale = to_src[:, :, :2].det().abs().sqrt()
+    else:
+        scale = (face_scale.to(torch.float64).cpu() if face_scale is not None else torch.ones(n, dtype=torch.float64))
+        to_src = torch.zeros(n, 2, 3, dtype=torch.float64)
+        to_src[:, 0, 0] = scale
+        to_src[:, 1, 1] = scale
+    step = scale.clamp_min(1.0)
+    face = crop_size / padding
+    x0, y0, x1, y1 = (v / 512.0 * face + (crop_size - face) / 2 for v in FACE_WINDOW_512)
+    centre = torch.tensor([(x0 + x1) / 2, (y0 + y1) / 2, 1.0], dtype=torch.float64)
+    side = ((x1 - x0) * scale / step).round().clamp_min(8).to(torch.int64)
+    canvas = int(round(float(side.max()) * BLOCK_WINDOW)) + 2 * MARGIN
+    c_src = to_src @ centre  # (N, 2) window centre in source coordinates
+    origin = c_src - step[:, None] * (canvas - 1) / 2
+    origin = torch.where(step[:, None] == 1.0, origin.round(), origin)  # grid px on integer source px
+    g = torch.zeros(n, 2, 3, dtype=torch.float64)  # source -> grid
+    g[:, 0, 0] = 1 / step
+    g[:, 1, 1] = 1 / step
+    g[:, :, 2] = -origin / step[:, None]
+    return compose_affine(g, to_src), scale, step, canvas, side
+
+
+#: ITU-R BT.601 luma weights (kornia's ``rgb_to_grayscale``).
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def _luma_reduced(crops: torch.Tensor, m: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Luma of ``crops``, box-averaged by ``factor`` when >= 2, with ``m`` (crop -> grid) adjusted.
+
+    Hand-written: one strided convolution does the grey conversion and the box average together
+    (``rgb_to_grayscale`` then ``avg_pool2d`` reads the 512 px crop twice and costs 1.5 ms more per
+    face on a 2-core Xeon). The box average takes the whole part of the shrink (3x3 for a 160 px
+    face in a 512 crop, i.e. about one source pixel), so :func:`resample`'s windowed sinc only
+    filters the small remainder.
+    """
+    x = crops.to(torch.float32)
+    if factor < 2:
+        return kornia.color.rgb_to_grayscale(x), m
+    w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1).expand(1, 3, factor, factor)
+    y = torch.nn.functional.conv2d(x, w / (factor * factor), stride=factor)
+    off = (factor - 1) / 2  # reduced pixel j is centred on crop coordinate factor * j + off
+    p = torch.tensor([[factor, 0.0, off], [0.0, factor, off]], dtype=m.dtype)
+    return y, compose_affine(m, p.expand(m.shape[0], 2, 3))
+
+
+def _window_mask(side: torch.Tensor, canvas: int, device: torch.device) -> torch.Tensor:
+    """``(N, 1, canvas, canvas)`` bool: each face's central ``side x side`` window."""
+    idx = torch.arange(canvas, device=device, dtype=torch.float64)
+    centre = (canvas - 1) / 2
+    half = side.to(device, torch.float64)[:, None] / 2
+    inside = (idx[None, :] - centre).abs() < half  # (N, canvas)
+    return (inside[:, :, None] & inside[:, None, :]).unsqueeze(1)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    w = mask.to(x.dtype)
+    return (x * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1.0)
+
+
+#: Immerkaer's noise kernel (sum of squares 36): second differences, blind to linear shading.
+_IMMERKAER = ((1.0, -2.0, 1.0), (-2.0, 4.0, -2.0), (1.0, -2.0, 1.0))
+
+
+def _noise_sigma(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Robust Immerkaer estimate of the noise std of ``y`` ``(N, 1, H, W)`` over ``mask``."""
+    k = torch.tensor(_IMMERKAER, dtype=y.dtype, device=y.device)[None]
+    r = kornia.filters.filter2d(y, k, border_type="reflect").abs()
+    r = torch.where(mask, r, torch.full_like(r, float("nan")))
+    return r.flatten(1).nanmedian(dim=1).values / (0.6745 * 6.0)
+
+
+def _gauss(y: torch.Tensor, sigma: float) -> torch.Tensor:
+    k = 2 * int(math.ceil(3 * sigma)) + 1
+    return kornia.filters.gaussian_blur2d(y, (k, k), (sigma, sigma), border_type="reflect")
+
+
+#: Re-blur used by the edge-width estimate, in grid px.
+REBLUR_SIGMA = 2.0
+#: Share of the window's pixels (strongest re-blurred gradients) taken as edges.
+EDGE_SHARE = 0.1
+
+
+def _grad_energy(y: torch.Tensor) -> torch.Tensor:
+    """Squared normalised-Sobel gradient magnitude of ``(N, 1, H, W)`` -> ``(N, 1, H, W)``."""
+    g = kornia.filters.spatial_gradient(y, mode="sobel", normalized=True)
+    return g.pow(2).sum(dim=2)
+
+
+@functools.lru_cache(maxsize=None)
+def _noise_gains() -> tuple[float, float]:
+    """Gradient energy that unit white noise leaves unblurred and after the re-blur."""
+    imp = torch.zeros(1, 1, 41, 41, dtype=torch.float64)
+    imp[..., 20, 20] = 1.0
+    return float(_grad_energy(imp).sum()), float(_grad_energy(_gauss(imp, REBLUR_SIGMA)).sum())
+
+
+def _blur_sigma(y: torch.Tensor, ya: torch.Tensor, mask: torch.Tensor, sigma_n: torch.Tensor) -> torch.Tensor:
+    """Edge width (Gaussian sigma, grid px) of ``y`` ``(N, 1, H, W)`` over ``mask``, by re-blurring.
+
+    A step edge blurred by ``sigma`` has peak gradient ``~ 1 / sigma``; re-blurred by ``a`` it has
+    ``~ 1 / sqrt(sigma^2 + a^2)``, so with ``R^2`` the ratio of the two gradient energies on the
+    edges, ``sigma = a / sqrt(R^2 - 1)`` (it includes the Sobel operator's own ~0.7 px width). Edges
+    are the :data:`EDGE_SHARE` strongest re-blurred gradients; the noise's expected gradient energy
+    is subtracted from both (noise would otherwise look like fine detail). ``ya`` is ``y`` blurred by
+    :data:`REBLUR_SIGMA`.
+    """
+    e0 = _grad_energy(y)
+    ea = _grad_energy(ya)
+    masked = torch.where(mask, ea, torch.full_like(ea, float("nan"))).flatten(1)
+    thr = masked.nanquantile(1 - EDGE_SHARE, dim=1)
+    edges = mask & (ea >= thr[:, None, None, None])
+    g0, ga = _noise_gains()
+    var = sigma_n.pow(2)
+    r2 = (_masked_mean(e0, edges) - var * g0) / (_masked_mean(ea, edges) - var * ga).clamp_min(1e-12)
+    return REBLUR_SIGMA / (r2 - 1).clamp_min(1e-4).sqrt()
+
+
+def _phase_excess(img: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` strongest 8-phase mean of ``|img[:, :, j+1] - img[:, :, j]|`` minus the mean of the
+    other 7 phases, over pixel pairs inside ``w`` (``(N, H, W)`` float 0/1)."""
+    d = (img[:, :, 1:] - img[:, :, :-1]).abs()
+    wd = w[:, :, 1:] * w[:, :, :-1]
+    cols = torch.arange(d.shape[-1], device=img.device)
+    onehot = torch.nn.functional.one_hot(cols % 8, 8).to(img.dtype)  # (W-1, 8)
+    phase = ((d * wd).sum(1) @ onehot) / (wd.sum(1) @ onehot).clamp_min(1.0)  # (N, 8)
+    top = phase.max(dim=1).values
+    return top - (phase.sum(1) - top) / 7
+
+
+def _blockiness(y: torch.Tensor, smooth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """JPEG block-boundary strength of ``y`` ``(N, 1, H, W)`` over ``mask``.
+
+    Per axis, neighbour differences are averaged per position modulo 8 (a one-hot matrix product:
+    deterministic on every device, unlike a scatter); the excess of the strongest phase over the
+    others (an absolute difference: noise raises every phase alike and cancels) is averaged over
+    both axes and divided by the mean neighbour difference of ``smooth`` (``y`` blurred at sigma
+    2, which JPEG leaves nearly intact), so the measure does not depend on the face's contrast.
+    A ratio of phases would not do: re-compressing adds ringing inside blocks, raising all phases.
+    """
+    w = mask[:, 0].to(y.dtype)
+    img, sm = y[:, 0], smooth[:, 0]
+    excess = (_phase_excess(img, w) + _phase_excess(img.transpose(1, 2), w.transpose(1, 2))) / 2
+    activity = (_phase_excess_base(sm, w) + _phase_excess_base(sm.transpose(1, 2), w.transpose(1, 2))) / 2
+    return excess / activity.clamp_min(1e-6)
+
+
+def _phase_excess_base(img: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` mean ``|img[:, :, j+1] - img[:, :, j]|`` over pixel pairs inside ``w``."""
+    d = (img[:, :, 1:] - img[:, :, :-1]).abs()
+    wd = w[:, :, 1:] * w[:, :, :-1]
+    return (d * wd).flatten(1).sum(1) / wd.flatten(1).sum(1).clamp_min(1.0)
+
+
+def measure_faces(
+    crops: torch.Tensor,
+    face_scale: torch.Tensor | None = None,
+    *,
+    affines: torch.Tensor | None = None,
+    padding: float = 1.0,
+) -> Measures:
+    """Measure resolution, blur, noise and blocking of each face crop (no calibration applied).
+
+    Args:
+        crops: ``(N, 3, S, S)`` RGB float in ``[0, 1]`` (any device; never modified), FFHQ-aligned
+            with ``padding`` (the crops of :func:`~facemend.face.pipeline.detect_and_align`).
+        face_scale: ``(N,)`` source px per crop px (:func:`source_scale`), or ``None``: the crops
+            are taken as native (one crop px = one source px).
+        affines: ``(N, 2, 3)`` source -> crop transforms (``FaceSet.affines``); when given, the grid
+            follows the source's axes (needed to find JPEG blocks in rotated faces) and
+            ``face_scale`` is read from them.
+        padding: the crops' ``padding`` (``FaceSet.padding``, >= 1).
+
+    Returns:
+        :class:`Measures` on ``crops``' device. Deterministic; each face's values do not depend
+        on the other faces of the batch beyond float rounding.
+    """
+    if crops.ndim != 4 or crops.shape[1] != 3 or crops.shape[2] != crops.shape[3]:
+        raise ValueError(f"FaceMend quality: crops must be square RGB (N, 3, S, S); got {tuple(crops.shape)}")
+    if not crops.is_floating_point():
+        raise ValueError(f"FaceMend quality: crops must be float in [0, 1]; got {crops.dtype}")
+    n, _, size, _ = crops.shape
+    device = crops.device
+    for name, t in (("face_scale", face_scale), ("affines", affines)):
+        if t is not None and t.shape[0] != n:
+            raise ValueError(f"FaceMend quality: {n} crops but {t.shape[0]} {name}")
+    if n == 0:
+        z = torch.zeros(0, dtype=torch.float32, device=device)
+        return Measures(z, z, z, z, torch.zeros(0, dtype=torch.bool, device=device))
+    with torch.inference_mode():
+        m, scale, step, canvas, side = _grid_transforms(n, size, face_scale, affines, padding)
+        y, m = _luma_reduced(crops, m, int(float((1 / scale).min())))
+        grid = resample(y, m, (canvas, canvas), border="edge")
+        smooth = _gauss(grid, REBLUR_SIGMA)
+        native = (step <= 1.0).to(device)
+        block_side = (side.to(torch.float64) * BLOCK_WINDOW).round().to(torch.int64)
+        block = torch.where(native, _blockiness(grid, smooth, _window_mask(block_side, canvas, device)),
+                            torch.zeros(n, device=device))
+        inner = int(side.max()) + 2 * MARGIN
+        inner += (canvas - inner) % 2  # same centre as the canvas
+        c0 = (canvas - inner) // 2
+        grid, smooth = grid[..., c0:c0 + inner, c0:c0 + inner], smooth[..., c0:c0 + inner, c0:c0 + inner]
+        mask = _window_mask(side, inner, device)
+        noise = _noise_sigma(grid, mask)
+        blur = _blur_sigma(grid, smooth, mask, noise) * step.to(device, torch.float32)
+        face_px = (scale * size / padding).to(device, torch.float32)
+        return Measures(face_px=face_px, blur_px=blur, noise=noise, blockiness=block, block_measured=native)
+
+
+def cues_from_measures(measures: Measures, settings: QualitySettings = DEFAULT_SETTINGS) -> Cues:
+    """Calibrate raw :class:`Measures` into :class:`Cues` with the anchors of ``settings``."""
+    m, s = measures, settings
+    return Cues(
+        resolution=anchor_ramp(m.face_px, s.res_clean_px, s.res_ruined_px),
+        blur=anchor_ramp(m.blur_px, s.blur_clean_px, s.blur_ruined_px),
+        noise=anchor_ramp(m.noise, s.noise_clean, s.noise_ruined),
+        blocking=torch.where(m.block_measured, anchor_ramp(m.blockiness, s.block_clean, s.block_ruined),
+                             torch.zeros_like(m.blockiness)),
+        measures=m,
+    )
+
+
+def degradation_cues(
+    crops: torch.Tensor,
+    face_scale: torch.Tensor | None = None,
+    *,
+    affines: torch.Tensor | None = None,
+    padding: float = 1.0,
+    settings: QualitySettings = DEFAULT_SETTINGS,
+) -> Cues:
+    """The four degradation cues of each face crop, each ``(N,)`` float32 in ``[0, 1]``.
+
+    Arguments as :func:`measure_faces`; ``settings`` holds the anchors (:func:`cues_from_measures`).
+    """
+    return cues_from_measures(measure_faces(crops, face_scale, affines=affines, padding=padding), settings)
+
+
+def combine_cues(cues: Cues, settings: QualitySettings = DEFAULT_SETTINGS) -> torch.Tensor:
+    """Noisy-OR of the cues: ``1 - prod_i (1 - w_i * cue_i)``, ``(N,)`` float32 in ``[0, 1]``."""
+    w = torch.tensor([settings.w_resolution, settings.w_blur, settings.w_noise, settings.w_blocking],
+                     dtype=torch.float32, device=cues.blur.device)
+    return (1 - (1 - cues.stack() * w).prod(dim=1)).clamp(0.0, 1.0)
+
+
+def degradation_score(
+    crops: torch.Tensor,
+    face_scale: torch.Tensor | None = None,
+    *,
+    affines: torch.Tensor | None = None,
+    padding: float = 1.0,
+    settings: QualitySettings = DEFAULT_SETTINGS,
+) -> torch.Tensor:
+    """How degraded each face is: ``(N,)`` float32 in ``[0, 1]`` (0 = clean, 1 = ruined), on ``crops``' device.
+
+    Arguments as :func:`degradation_cues`; the cues are combined by :func:`combine_cues`.
+    """
+    return combine_cues(degradation_cues(crops, face_scale, affines=affines, padding=padding, settings=settings), settings)
+
+
+def face_cues(crops: torch.Tensor, faces: FaceSet | None, settings: QualitySettings = DEFAULT_SETTINGS) -> Cues:
+    """:func:`degradation_cues` with the geometry of ``faces`` (or none: crops taken as native)."""
+    if faces is None:
+        return degradation_cues(crops, settings=settings)
+    if len(faces) != crops.shape[0]:
+        raise ValueError(f"FaceMend quality: {crops.shape[0]} crops for {len(faces)} faces; use the crops and faces of the same Detect node")
+    return degradation_cues(crops, affines=faces.affines, padding=faces.padding, settings=settings)
+
+
+def _lerp(score: torch.Tensor, at0: float, at1: float) -> torch.Tensor:
+    s = torch.as_tensor(score, dtype=torch.float32).clamp(0.0, 1.0)
+    return at0 + (at1 - at0) * s
+
+
+def fidelity_from_score(
+    score: torch.Tensor, clean_fidelity: float = DEFAULT_SETTINGS.clean_fidelity,
+    ruined_fidelity: float = DEFAULT_SETTINGS.ruined_fidelity,
+) -> torch.Tensor:
+    """Codebook fidelity per face: ``clean_fidelity`` at score 0 -> ``ruined_fidelity`` at score 1, linear.
+
+    CodeFormer's ``w`` / VQFR v2's ratio: 1 keeps the input's identity, 0 trusts the codebook. A
+    clean face keeps its identity (high fidelity); a ruined face needs the prior (low fidelity).
+
+    Args:
+        score: ``(N,)`` degradation scores in ``[0, 1]``.
+
+    Returns:
+        ``(N,)`` float32 in ``[min, max]`` of the two fidelities.
+    """
+    return _lerp(score, clean_fidelity, ruined_fidelity)
+
+
+def strength_from_score(
+    score: torch.Tensor, clean_strength: float = DEFAULT_SETTINGS.clean_strength,
+    ruined_strength: float = DEFAULT_SETTINGS.ruined_strength,
+) -> torch.Tensor:
+    """CS-SFT (GFP-GAN) / GPEN strength per face, linear in the score.
+
+    Strength steers the GAN prior with the input's features (1 = published, above 1 = closer to the
+    input, below 1 = more of the prior's face): a clean face gets ``clean_strength`` (1.5: stay close
+    to it), a ruined face ``ruined_strength`` (0.8: lean on the prior rather than on its defects).
+
+    Returns:
+        ``(N,)`` float32.
+    """
+    return _lerp(score, clean_strength, ruined_strength)
+
+
+def opacity_from_score(
+    score: torch.Tensor, leave_alone_below: float = DEFAULT_SETTINGS.leave_alone_below,
+    full_opacity_at: float = DEFAULT_SETTINGS.full_opacity_at,
+) -> torch.Tensor:
+    """Paste-back opacity per face: 0 (face left untouched) below ``leave_alone_below``, 1 from
+    ``full_opacity_at``, smoothstep between. Both 0 (the default): every face pasted fully.
+
+    Returns:
+        ``(N,)`` float32 in ``[0, 1]``.
+    """
+    s = torch.as_tensor(score, dtype=torch.float32)
+    if full_opacity_at <= leave_alone_below:
+        return (s >= leave_alone_below).to(torch.float32)
+    t = ((s - leave_alone_below) / (full_opacity_at - leave_alone_below)).clamp(0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def smooth_along_tracks(
+    values: torch.Tensor, frame_index: torch.Tensor, track_id: torch.Tensor, sigma: float = 2.0
+) -> torch.Tensor:
+    """Gaussian smoothing of per-face ``values`` over time within each video track (no flicker).
+
+    Args:
+        values: ``(N,)`` float (scores, fidelities, ...), any device.
+        frame_index, track_id: ``(N,)`` int64 (``FaceSet.frame_index``, ``FaceSet.track_id``).
+        sigma: standard deviation in frames; 0 returns a copy. Runs break at gaps in a track
+            (see :func:`~facemend.face.tracking.smooth_tracks`).
+
+    Returns:
+        ``(N,)`` smoothed values, ``values``' dtype and device; a face alone in its track is unchanged.
+    """
+    if values.shape[0] != frame_index.shape[0] or values.shape[0] != track_id.shape[0]:
+        raise ValueError("FaceMend quality: values, frame_index and track_id must have one entry per face")
+    out = smooth_tracks(frame_index.cpu(), track_id.cpu(), values.detach().cpu().to(torch.float64), float(sigma))
+    return out.to(device=values.device, dtype=values.dtype)
+
+
+def format_values(values: torch.Tensor | list[float], digits: int = 2) -> str:
+    """``(N,)`` values -> ``"0.12, 0.80"`` (empty string for no faces)."""
+    seq = values.tolist() if isinstance(values, torch.Tensor) else list(values)
+    return ", ".join(f"{float(v):.{digits}f}" for v in seq)
