@@ -11,6 +11,7 @@ never modify them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -246,7 +247,7 @@ def paste_back(
     erode: float = 0.05,
     feather: float = 0.1,
     color: str = "none",
-    opacity: float = 1.0,
+    opacity: float | Sequence[float] | torch.Tensor = 1.0,
     models: FaceModels | None = None,
     parse_classes: str | tuple[str, ...] = DEFAULT_PARSE_CLASSES,
     progress: Progress | None = None,
@@ -266,7 +267,9 @@ def paste_back(
         feather: width of the soft edge, as a fraction of the face size.
         color: colour correction of the crop against the original crop: ``"none"``, ``"adain"``,
             ``"wavelet"`` or ``"histogram"``.
-        opacity: blend strength in ``[0, 1]``.
+        opacity: blend strength in ``[0, 1]``: one number, or one per face (a sequence or ``(N,)``
+            tensor in face order, e.g. :func:`facemend.face.quality.opacity_from_score`). A face at
+            opacity 0 is left alone: its pixels stay bit-identical to ``frames``.
         models: face models carrying the parser (only needed for parsing masks).
         parse_classes: parsing groups kept in the mask (``"skin, brows, eyes, nose, mouth"``;
             also ``hair``, ``ears``, ``neck``).

@@ -98,9 +98,10 @@ class QualitySettings:
         w_resolution, w_blur, w_noise, w_blocking: noisy-OR weights (score of that cue alone at 1).
         clean_fidelity, ruined_fidelity: fidelity for a score of 0 and 1 (Codebook Restore).
         clean_strength, ruined_strength: CS-SFT/GPEN strength for a score of 0 and 1.
-        leave_alone_below, full_opacity_at: paste-back opacity 0 below the first score, 1 from the
-            second, smooth in between (``leave_alone_below = 0`` pastes every face fully).
-        track_sigma: temporal smoothing along video tracks, in frames (0 = off).
+        leave_alone_below, full_opacity_at: paste-back opacity 0 up to the first score, 1 from the
+            second, smooth in between (both 0: every face pasted fully). The undegraded faces of
+            ``benchmarks/bench_quality.py`` score 0.05-0.14.
+        track_sigma: temporal smoothing of the score along video tracks, in frames (0 = off).
     """
 
     res_clean_px: float = 128.0
@@ -119,8 +120,8 @@ class QualitySettings:
     ruined_fidelity: float = 0.3
     clean_strength: float = 1.5
     ruined_strength: float = 0.8
-    leave_alone_below: float = 0.0
-    full_opacity_at: float = 0.0
+    leave_alone_below: float = 0.1
+    full_opacity_at: float = 0.3
     track_sigma: float = 0.0
 
     def __post_init__(self) -> None:
@@ -458,11 +459,16 @@ def degradation_cues(
     return cues_from_measures(measure_faces(crops, face_scale, affines=affines, padding=padding), settings)
 
 
+def _noisy_or(cues: torch.Tensor, settings: QualitySettings) -> torch.Tensor:
+    """``(N, 4)`` cues -> ``(N,)`` ``1 - prod_i (1 - w_i * cue_i)``."""
+    w = torch.tensor([settings.w_resolution, settings.w_blur, settings.w_noise, settings.w_blocking],
+                     dtype=torch.float32, device=cues.device)
+    return (1 - (1 - cues.to(torch.float32) * w).prod(dim=1)).clamp(0.0, 1.0)
+
+
 def combine_cues(cues: Cues, settings: QualitySettings = DEFAULT_SETTINGS) -> torch.Tensor:
     """Noisy-OR of the cues: ``1 - prod_i (1 - w_i * cue_i)``, ``(N,)`` float32 in ``[0, 1]``."""
-    w = torch.tensor([settings.w_resolution, settings.w_blur, settings.w_noise, settings.w_blocking],
-                     dtype=torch.float32, device=cues.blur.device)
-    return (1 - (1 - cues.stack() * w).prod(dim=1)).clamp(0.0, 1.0)
+    return _noisy_or(cues.stack(), settings)
 
 
 def degradation_score(
@@ -478,15 +484,6 @@ def degradation_score(
     Arguments as :func:`degradation_cues`; the cues are combined by :func:`combine_cues`.
     """
     return combine_cues(degradation_cues(crops, face_scale, affines=affines, padding=padding, settings=settings), settings)
-
-
-def face_cues(crops: torch.Tensor, faces: FaceSet | None, settings: QualitySettings = DEFAULT_SETTINGS) -> Cues:
-    """:func:`degradation_cues` with the geometry of ``faces`` (or none: crops taken as native)."""
-    if faces is None:
-        return degradation_cues(crops, settings=settings)
-    if len(faces) != crops.shape[0]:
-        raise ValueError(f"FaceMend quality: {crops.shape[0]} crops for {len(faces)} faces; use the crops and faces of the same Detect node")
-    return degradation_cues(crops, affines=faces.affines, padding=faces.padding, settings=settings)
 
 
 def _lerp(score: torch.Tensor, at0: float, at1: float) -> torch.Tensor:
@@ -569,3 +566,71 @@ def format_values(values: torch.Tensor | list[float], digits: int = 2) -> str:
     """``(N,)`` values -> ``"0.12, 0.80"`` (empty string for no faces)."""
     seq = values.tolist() if isinstance(values, torch.Tensor) else list(values)
     return ", ".join(f"{float(v):.{digits}f}" for v in seq)
+
+
+@dataclass(frozen=True)
+class FaceQuality:
+    """Per-face assessment and the controls derived from it (all on the CPU, face order).
+
+    Attributes:
+        score: ``(N,)`` float32 degradation score in ``[0, 1]`` (after track smoothing, if any).
+        cues: ``(N, 4)`` float32 cues in :data:`CUE_NAMES` order (unsmoothed).
+        fidelity: ``(N,)`` float32 codebook fidelity (:func:`fidelity_from_score`).
+        strength: ``(N,)`` float32 CS-SFT/GPEN strength (:func:`strength_from_score`).
+        opacity: ``(N,)`` float32 paste-back opacity (:func:`opacity_from_score`).
+    """
+
+    score: torch.Tensor
+    cues: torch.Tensor
+    fidelity: torch.Tensor
+    strength: torch.Tensor
+    opacity: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.score.shape[0])
+
+
+def assess_faces(
+    crops: torch.Tensor,
+    faces: FaceSet | None = None,
+    settings: QualitySettings = DEFAULT_SETTINGS,
+    chunk: int = 32,
+) -> FaceQuality:
+    """Score every face and map the scores to fidelity, strength and opacity (what nodes and CLI call).
+
+    Args:
+        crops: ``(N, 3, S, S)`` RGB float in ``[0, 1]``, any strides and device (e.g. a view of a
+            ComfyUI IMAGE); read ``chunk`` faces at a time, never modified.
+        faces: the :class:`FaceSet` the crops were cut with (source resolution, source grid,
+            tracks), or ``None``: crops taken as native, no tracks.
+        settings: anchors, weights, mappings and ``track_sigma`` (smoothing needs ``faces``).
+        chunk: faces measured per batch (bounded memory for long videos).
+
+    Returns:
+        :class:`FaceQuality`; empty tensors for no faces.
+    """
+    n = int(crops.shape[0])
+    if faces is not None and len(faces) != n:
+        raise ValueError(
+            f"FaceMend: got {n} crop(s) for {len(faces)} face(s); connect the crops and faces of the same "
+            "'FaceMend Detect' node (one crop per face, same order)."
+        )
+    parts = []
+    for i in range(0, n, max(1, int(chunk))):
+        sl = slice(i, min(n, i + chunk))
+        if faces is None:
+            c = degradation_cues(crops[sl], settings=settings)
+        else:
+            c = degradation_cues(crops[sl], affines=faces.affines[sl], padding=faces.padding, settings=settings)
+        parts.append(c.stack().cpu())
+    cues = torch.cat(parts) if parts else torch.zeros(0, 4)
+    score = _noisy_or(cues, settings)
+    if faces is not None and settings.track_sigma > 0 and n:
+        score = smooth_along_tracks(score, faces.frame_index, faces.track_id, settings.track_sigma).clamp(0.0, 1.0)
+    s = settings
+    return FaceQuality(
+        score=score, cues=cues,
+        fidelity=fidelity_from_score(score, s.clean_fidelity, s.ruined_fidelity),
+        strength=strength_from_score(score, s.clean_strength, s.ruined_strength),
+        opacity=opacity_from_score(score, s.leave_alone_below, s.full_opacity_at),
+    )
