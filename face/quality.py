@@ -210,16 +210,36 @@ def anchor_ramp(x: torch.Tensor, clean: float, ruined: float) -> torch.Tensor:
     return torch.sigmoid(_SLOPE * (t - 0.5))
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """Where each face's analysis windows lie (all CPU tensors, one row per face).
+
+    Attributes:
+        m: ``(N, 2, 3)`` float64 crop -> canvas transforms.
+        scale: ``(N,)`` float64 source px per crop px; step: ``(N,)`` source px per grid px.
+        canvas: common canvas side in grid px.
+        start, side: ``(N,)`` int64 first canvas row/column and side of the face window.
+        block_start, block_side: the same for the :data:`BLOCK_WINDOW`.
+    """
+
+    m: torch.Tensor
+    scale: torch.Tensor
+    step: torch.Tensor
+    canvas: int
+    start: torch.Tensor
+    side: torch.Tensor
+    block_start: torch.Tensor
+    block_side: torch.Tensor
+
+
 def _grid_transforms(
     n: int, crop_size: int, face_scale: torch.Tensor | None, affines: torch.Tensor | None, padding: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor]:
-    """Crop -> analysis-grid transforms.
+) -> _Grid:
+    """Crop -> analysis-grid transforms and window positions.
 
-    Returns:
-        ``(m, scale, step, canvas, side)``: ``(N, 2, 3)`` float64 crop -> grid, ``(N,)`` float64
-        source px per crop px, ``(N,)`` float64 source px per grid px, the common grid side (room
-        for the :data:`BLOCK_WINDOW`), and ``(N,)`` int64 side of each face's window in grid px
-        (all on the CPU). Every face's window is centred on the canvas.
+    A face's window covers the same source pixels whatever else is in the batch: its first pixel
+    is fixed in source coordinates (on an integer source pixel where the grid is the source grid)
+    and the canvas is placed around it, so batching changes nothing but the canvas' outer margin.
     """
     if affines is not None:
         to_src = invert_affine(affines.to(torch.float64).cpu())
@@ -234,15 +254,19 @@ def _grid_transforms(
     x0, y0, x1, y1 = (v / 512.0 * face + (crop_size - face) / 2 for v in FACE_WINDOW_512)
     centre = torch.tensor([(x0 + x1) / 2, (y0 + y1) / 2, 1.0], dtype=torch.float64)
     side = ((x1 - x0) * scale / step).round().clamp_min(8).to(torch.int64)
-    canvas = int(round(float(side.max()) * BLOCK_WINDOW)) + 2 * MARGIN
+    extra = (side.to(torch.float64) * (BLOCK_WINDOW - 1) / 2).round().to(torch.int64)
+    block_side = side + 2 * extra
+    canvas = int(block_side.max()) + 2 * MARGIN
+    start = (canvas - side) // 2
     c_src = to_src @ centre  # (N, 2) window centre in source coordinates
-    origin = c_src - step[:, None] * (canvas - 1) / 2
-    origin = torch.where(step[:, None] == 1.0, origin.round(), origin)  # grid px on integer source px
+    first = c_src - step[:, None] * (side[:, None].to(torch.float64) - 1) / 2
+    first = torch.where(step[:, None] == 1.0, first.round(), first)  # grid px on integer source px
+    origin = first - step[:, None] * start[:, None].to(torch.float64)
     g = torch.zeros(n, 2, 3, dtype=torch.float64)  # source -> grid
     g[:, 0, 0] = 1 / step
     g[:, 1, 1] = 1 / step
     g[:, :, 2] = -origin / step[:, None]
-    return compose_affine(g, to_src), scale, step, canvas, side
+    return _Grid(compose_affine(g, to_src), scale, step, canvas, start, side, start - extra, block_side)
 
 
 #: ITU-R BT.601 luma weights (kornia's ``rgb_to_grayscale``).
@@ -268,12 +292,11 @@ def _luma_reduced(crops: torch.Tensor, m: torch.Tensor, factor: int) -> tuple[to
     return y, compose_affine(m, p.expand(m.shape[0], 2, 3))
 
 
-def _window_mask(side: torch.Tensor, canvas: int, device: torch.device) -> torch.Tensor:
-    """``(N, 1, canvas, canvas)`` bool: each face's central ``side x side`` window."""
-    idx = torch.arange(canvas, device=device, dtype=torch.float64)
-    centre = (canvas - 1) / 2
-    half = side.to(device, torch.float64)[:, None] / 2
-    inside = (idx[None, :] - centre).abs() < half  # (N, canvas)
+def _window_mask(start: torch.Tensor, side: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
+    """``(N, 1, size, size)`` bool: rows and columns ``start .. start + side - 1`` of each face."""
+    idx = torch.arange(size, device=device)
+    lo = start.to(device)[:, None]
+    inside = (idx[None, :] >= lo) & (idx[None, :] < lo + side.to(device)[:, None])  # (N, size)
     return (inside[:, :, None] & inside[:, None, :]).unsqueeze(1)
 
 
@@ -412,22 +435,24 @@ def measure_faces(
         z = torch.zeros(0, dtype=torch.float32, device=device)
         return Measures(z, z, z, z, torch.zeros(0, dtype=torch.bool, device=device))
     with torch.inference_mode():
-        m, scale, step, canvas, side = _grid_transforms(n, size, face_scale, affines, padding)
-        y, m = _luma_reduced(crops, m, int(float((1 / scale).min())))
-        grid = resample(y, m, (canvas, canvas), border="edge")
+        g = _grid_transforms(n, size, face_scale, affines, padding)
+        grid = torch.empty(n, 1, g.canvas, g.canvas, dtype=torch.float32, device=device)
+        factors = (1 / g.scale).floor().clamp(1, 64).to(torch.int64)
+        for f in torch.unique(factors).tolist():  # one box factor per face, whatever the batch
+            idx = (factors == f).nonzero().flatten()
+            y, m = _luma_reduced(crops[idx.to(device)], g.m[idx], int(f))
+            grid[idx.to(device)] = resample(y, m, (g.canvas, g.canvas), border="edge")
         smooth = _gauss(grid, REBLUR_SIGMA)
-        native = (step <= 1.0).to(device)
-        block_side = (side.to(torch.float64) * BLOCK_WINDOW).round().to(torch.int64)
-        block = torch.where(native, _blockiness(grid, smooth, _window_mask(block_side, canvas, device)),
-                            torch.zeros(n, device=device))
-        inner = int(side.max()) + 2 * MARGIN
-        inner += (canvas - inner) % 2  # same centre as the canvas
-        c0 = (canvas - inner) // 2
-        grid, smooth = grid[..., c0:c0 + inner, c0:c0 + inner], smooth[..., c0:c0 + inner, c0:c0 + inner]
-        mask = _window_mask(side, inner, device)
+        native = (g.step <= 1.0).to(device)
+        block_mask = _window_mask(g.block_start, g.block_side, g.canvas, device)
+        block = torch.where(native, _blockiness(grid, smooth, block_mask), torch.zeros(n, device=device))
+        c0 = int((g.start.min())) - MARGIN  # the face windows and their margin, for the costlier filters
+        c1 = int((g.start + g.side).max()) + MARGIN
+        grid, smooth = grid[..., c0:c1, c0:c1], smooth[..., c0:c1, c0:c1]
+        mask = _window_mask(g.start - c0, g.side, c1 - c0, device)
         noise = _noise_sigma(grid, mask)
-        blur = _blur_sigma(grid, smooth, mask, noise) * step.to(device, torch.float32)
-        face_px = (scale * size / padding).to(device, torch.float32)
+        blur = _blur_sigma(grid, smooth, mask, noise) * g.step.to(device, torch.float32)
+        face_px = (g.scale * size / padding).to(device, torch.float32)
         return Measures(face_px=face_px, blur_px=blur, noise=noise, blockiness=block, block_measured=native)
 
 
