@@ -1,60 +1,79 @@
 """Per-face degradation score: how much each face needs restoring, from what the pipeline already has.
 
-No model weights: four cues, each a number in ``[0, 1]`` (0 = clean, 1 = ruined), measured on the
-face's luminance *at the face's own scale* (in source pixels, through the alignment affine), then
-combined into one score in ``[0, 1]``. Every default lives in :class:`QualitySettings`.
+No model weights: four cues, each in ``[0, 1]`` (0 = clean, 1 = ruined), measured on the face's
+luminance *at the face's own scale* (source pixels, through the alignment affine), combined into one
+score in ``[0, 1]``. Every default lives in :class:`QualitySettings`; ``benchmarks/bench_quality.py``
+measured them (its table is in ``benchmarks/README.md``).
 
-The analysis grid. The aligned crop is mapped back onto the source image's pixel grid: for a face
-with ``s = face_scale`` source px per crop px (``s < 1`` when the face was enlarged into the crop,
-the usual case: a 160 px face in a 512 crop has ``s = 0.31``), a square window over the central face
-(eyes, nose, mouth: FFHQ-512 ``x 128..384``, ``y 160..416``) is resampled with the source's axes, one
-grid pixel per source pixel (:func:`~facemend.face.warp.resample`: antialiased, bicubic; origin on
-an integer source pixel). Blur, noise and JPEG blocks are properties of *source* pixels, so they
-are measured there: enlarged into the crop, a sharp 160 px face looks blurred per crop pixel and its
-noise is smeared over three crop pixels, and JPEG's 8x8 blocks would be 25 px and rotated. A face
-larger than its crop (``s > 1``) is analysed at crop resolution (one grid px = ``s`` source px), the
-resolution the restorer sees. Without ``face_scale`` the crop itself is the grid.
+The analysis grid. An aligned crop usually shows its face enlarged (``s = face_scale``, source px
+per crop px, is 0.25-0.4 for the 120-200 px faces of ordinary photos in a 512 crop). Blur, noise
+and JPEG blocks are properties of *source* pixels: enlarged 3x, a sharp face looks blurred per crop
+pixel, its noise is smeared over three crop pixels and JPEG's 8x8 blocks are 25 px and rotated. So
+a window over the central face (FFHQ-512 ``x 128..384, y 160..416``: eyes, nose, mouth) is
+resampled back onto the source's own pixel grid, axes and all (one grid px per source px, each
+grid px on an integer source pixel; box average by the whole part of the shrink, then
+:func:`~facemend.face.warp.resample`'s windowed-sinc warp). A face larger than its crop (``s > 1``)
+is analysed at crop resolution, what the restorer sees. Without geometry the crop is the grid.
+A face's window covers the same source pixels whatever else is in the batch, so batched scores
+equal per-face scores (to float rounding).
 
-The cues (raw measure -> cue by a log-linear or linear ramp between a *clean* and a *ruined* anchor,
-clamped to ``[0, 1]``; anchors in :class:`QualitySettings`, chosen with ``benchmarks/bench_quality.py``):
+The cues. Each raw measure becomes a cue through :func:`anchor_ramp`: a logistic curve in log
+scale that is 0.05 at a *clean* anchor and 0.95 at a *ruined* anchor. Strictly increasing (no two
+degradation levels tie) and flat well below the clean anchor, so what clean photos have anyway
+costs almost nothing, and a degradation that lowers some measure as a side effect (blur smooths
+away grain and JPEG blocks) can hardly lower the score. Clean anchors sit at the top of what the
+benchmark's undegraded faces measure; ruined anchors near its heaviest levels.
 
-* **resolution**: the side of the FFHQ face square in source pixels (``crop_size / padding * s``).
-  256 px or more = 0, 32 px or less = 1, log-linear between: restorers are trained on 512 px faces
-  degraded by up to ~8x downscaling; a 32 px face has lost nearly all identity detail. Constant
-  for a face whatever its pixels, so it shifts scores, it cannot rank degradations of one face.
-* **blur**: the ratio of the energy of the finest octave (luminance minus its Gaussian blur at
-  sigma 1 grid px) to the next octave (sigma 1 minus sigma 2), after subtracting the share that the
-  measured noise puts in each band. Natural images have a roughly scale-free spectrum, so a sharp
-  face has a fairly stable ratio; blur, down-and-up scaling and strong JPEG remove the finest octave
-  first. Contrast-invariant (a ratio). Log ramp.
-* **noise**: standard deviation of the noise, in 0-1 luminance units, by Immerkaer's estimator
-  (the 3x3 second-difference kernel, insensitive to smooth shading), made robust to edges and texture
-  with the median of the absolute response instead of the mean (Gaussian noise: median ``|r|`` =
-  0.6745 x its std). Linear ramp.
-* **blocking**: JPEG's 8x8 block boundaries. Mean absolute difference between neighbouring grid
-  pixels, folded by column (row) position modulo 8: a clean face has 8 equal phases, a blocky one a
-  phase where differences jump. ``max phase / mean of the others - 1``, averaged over both axes; the
-  phase is searched (an image cropped before Detect moves the grid). Only measured where the grid
-  is the source grid (``s <= 1``, or crops given without scale, taken as native): a face shrunk
-  into its crop has its blocks averaged away by the antialiasing. Linear ramp.
+* **resolution**: side of the FFHQ face square in source px (``crop_size / padding * s``).
+  Anchors 128 px (clean) and 24 px (ruined): a face pasted back at 128 px or more has the pixels
+  for its detail; at 24 px (a 15 px detection box) identity detail is gone and the restorer must
+  invent it. Constant for a face whatever its pixels: it shifts scores, it cannot rank
+  degradations of one face. Chosen by reasoning (the benchmark's faces are 117-204 px).
+* **blur**: edge width, a Gaussian sigma in source px. A step edge blurred by ``sigma`` has peak
+  gradient ~``1/sigma``; re-blurred by ``a = 2`` px, ``~1/sqrt(sigma^2 + a^2)``; so on the
+  strongest 10% of edges ``sigma = a / sqrt(R^2 - 1)`` with ``R^2`` the ratio of the gradient
+  energies (Sobel), the noise's expected share subtracted from both. It does not saturate (a
+  finest/next-octave energy ratio, tried first, floors at 1/9 beyond sigma 3). Undegraded faces
+  measure 1.19-1.46 (the Sobel operator's own width included); Gaussian blur 0.8 / 1.5 / 2.5 / 4 /
+  6 px gives 1.4-1.8 / 1.8-2.6 / 2.5-4.3 / 3.8-5.4 / 5.6-7.0; down-and-up scaling by 2 / 3 / 6
+  gives 1.4-1.7 / 1.7-2.0 / 2.5-4.0. Anchors 1.3 and 4.0 px.
+* **noise**: noise std in 0-1 luminance units on the grid, Immerkaer's estimator (3x3 second
+  differences, blind to shading) made robust to edges and texture with the median of ``|r|``
+  (Gaussian: median = 0.6745 std). The crop's interpolation attenuates it: added noise of 4 / 8 /
+  14 / 22 / 35 (of 255) measures 1.4-2.5 / 2.6-3.6 / 4.3-5.8 / 6.6-8.2 / 10.3-12.4 (of 255);
+  undegraded faces 0.25-0.6, the astronaut's film grain 1.75. Anchors 0.01 (2.5/255) and 0.04
+  (10/255).
+* **blocking**: JPEG's 8x8 grid, on a window 1.5x larger (more blocks, steadier). Neighbour
+  differences averaged per position modulo 8 on both axes; the strongest phase's excess over the
+  other seven (an absolute difference: noise raises every phase alike), divided by the mean
+  neighbour difference of the sigma-2 blurred window (contrast, which JPEG leaves intact). The
+  phase is searched, so a photo cropped before Detect still works. Measured only where the grid is
+  the source grid (``s <= 1``, or crops without geometry, taken as native): a face shrunk into its
+  crop has its blocks averaged away. Undegraded faces 0.14 (PNG) to 0.55 (the group photo, itself
+  a JPEG of quality ~70); quality 40 / 30 / 20 / 12 / 6 measures 0.5-1.0 / 0.65-1.2 / 0.9-1.65 /
+  1.4-2.3 / 2.3-3.4. Anchors 0.6 and 2.5: a good JPEG counts as clean.
 
-Combination: a noisy-OR, ``score = 1 - prod_i (1 - w_i * cue_i)``. Each weight ``w_i`` is the score
-that cue alone gives at its ruined anchor. Independent degradations compound (blur *and* noise is
-worse than either), one ruined cue is enough for a high score, and the score rises strictly with
-every cue, so it ranks degradation levels even where one cue (resolution) is constant. Weights
-(:class:`QualitySettings`): blur 0.85, noise 0.8, blocking 0.6, resolution 0.5. Blur and noise
-destroy identity detail directly; blocking is often partly masked by the blur cue the same JPEG
-already raises; resolution alone does not make a face bad (a clean 80 px face is still
-recognisable) but it compounds everything else. ``benchmarks/README.md`` has the measurements.
+Combination: a noisy-OR, ``score = 1 - prod_i (1 - w_i * cue_i)``. ``w_i`` is the score that cue
+alone gives when maximal. Independent degradations compound (blur *and* noise is worse than
+either), one ruined cue is enough for a high score, and the score rises strictly with every cue,
+so it ranks degradations even where one cue (resolution) is constant. Weights: blur 0.95 and
+noise 0.95 (either alone can destroy a face), blocking 0.6 (heavy JPEG keeps the coarse
+structure; its loss of detail also raises the blur cue), resolution 0.7 (a tiny face needs the
+prior, but a small clean face is not a ruined one). The anchors and weights were picked from a
+random grid search (``bench_quality.py --tune``): among settings whose worst Spearman rank
+correlation between level and score is >= 0.9 for every face and family, the one with the largest
+mean separation between a face and its mildest degradation.
 
-Hand-written pieces and why: Immerkaer's kernel and the block-phase fold are not primitives in
-kornia/OpenCV/scikit-image (``skimage.restoration.estimate_sigma`` is a NumPy/PyWavelets loop per
-image, CPU only); both are one :func:`kornia.filters.filter2d` / a matrix product here, batched on any
-device. Gaussian bands use :func:`kornia.filters.gaussian_blur2d`, the grid :func:`~facemend.face.warp.resample`.
+Hand-written pieces and why: the re-blur edge width, Immerkaer's kernel and the 8-phase fold are
+not primitives of kornia, OpenCV or scikit-image (``skimage.restoration.estimate_sigma`` and
+``skimage.measure.blur_effect`` are NumPy loops per image, CPU only); here each is a
+:func:`kornia.filters.filter2d` / :func:`kornia.filters.spatial_gradient` call, a median or a matrix
+product, batched on any device. Bands use :func:`kornia.filters.gaussian_blur2d`.
 
 Mappings to controls: :func:`fidelity_from_score` (Codebook Restore's per-face fidelity),
 :func:`strength_from_score` (CS-SFT Modulate / GPEN strength), :func:`opacity_from_score` (Paste
-Back's per-face opacity: leave good faces alone), :func:`smooth_along_tracks` (video).
+Back's per-face opacity: leave good faces alone), :func:`smooth_along_tracks` (video); and
+:func:`assess_faces`, which does it all for nodes and the CLI.
 """
 
 from __future__ import annotations
@@ -440,6 +459,10 @@ def measure_faces(
         factors = (1 / g.scale).floor().clamp(1, 64).to(torch.int64)
         for f in torch.unique(factors).tolist():  # one box factor per face, whatever the batch
             idx = (factors == f).nonzero().flatten()
+            if len(idx) == n:  # the usual case: no gather (a copy of every crop)
+                y, m = _luma_reduced(crops, g.m, int(f))
+                grid = resample(y, m, (g.canvas, g.canvas), border="edge")
+                break
             y, m = _luma_reduced(crops[idx.to(device)], g.m[idx], int(f))
             grid[idx.to(device)] = resample(y, m, (g.canvas, g.canvas), border="edge")
         smooth = _gauss(grid, REBLUR_SIGMA)
