@@ -29,7 +29,8 @@ benchmark's undegraded faces measure; ruined anchors near its heaviest levels.
   for its detail; at 24 px (a 15 px detection box) identity detail is gone and the restorer must
   invent it. Constant for a face whatever its pixels: it shifts scores, it cannot rank
   degradations of one face. Chosen by reasoning (the benchmark's faces are 117-204 px).
-* **blur**: edge width, a Gaussian sigma in source px. A step edge blurred by ``sigma`` has peak
+* **blur**: edge width, a Gaussian sigma in grid px (source px; crop px for a face larger than its
+  crop, whose sharpness the crop then limits). A step edge blurred by ``sigma`` has peak
   gradient ~``1/sigma``; re-blurred by ``a = 2`` px, ``~1/sqrt(sigma^2 + a^2)``; so on the
   strongest 10% of edges ``sigma = a / sqrt(R^2 - 1)`` with ``R^2`` the ratio of the gradient
   energies (Sobel), the noise's expected share subtracted from both. It does not saturate (a
@@ -171,7 +172,9 @@ class Measures:
 
     Attributes:
         face_px: side of the FFHQ face square in source px.
-        blur_px: edge width, Gaussian sigma in source px (grid px where the face is larger than its crop).
+        blur_px: edge width, Gaussian sigma in grid px: source px for a face enlarged into its crop
+            (``s <= 1``), crop px for a larger face (then the crop's resolution is the limit, and a
+            face that is sharp in its crop is sharp for the restorer).
         noise: noise std of the luminance, ``[0, 1]`` units.
         blockiness: JPEG block-boundary strength (0 where not measured).
         block_measured: bool, where the grid is the source's pixel grid (blocking is measured).
@@ -474,7 +477,7 @@ def measure_faces(
         grid, smooth = grid[..., c0:c1, c0:c1], smooth[..., c0:c1, c0:c1]
         mask = _window_mask(g.start - c0, g.side, c1 - c0, device)
         noise = _noise_sigma(grid, mask)
-        blur = _blur_sigma(grid, smooth, mask, noise) * g.step.to(device, torch.float32)
+        blur = _blur_sigma(grid, smooth, mask, noise)  # grid px: the finer of source and crop px
         face_px = (g.scale * size / padding).to(device, torch.float32)
         return Measures(face_px=face_px, blur_px=blur, noise=noise, blockiness=block, block_measured=native)
 
@@ -578,7 +581,8 @@ def opacity_from_score(
     full_opacity_at: float = DEFAULT_SETTINGS.full_opacity_at,
 ) -> torch.Tensor:
     """Paste-back opacity per face: 0 (face left untouched) below ``leave_alone_below``, 1 from
-    ``full_opacity_at``, smoothstep between. Both 0 (the default): every face pasted fully.
+    ``full_opacity_at``, smoothstep between (defaults 0.1 and 0.3, :class:`QualitySettings`). Both 0:
+    every face pasted fully.
 
     Returns:
         ``(N,)`` float32 in ``[0, 1]``.

@@ -146,6 +146,20 @@ def test_each_cue_answers_its_own_degradation(astronaut) -> None:  # noqa: ANN00
 
 
 @needs_weights
+def test_a_face_larger_than_its_crop_is_judged_at_crop_resolution(astronaut) -> None:  # noqa: ANN001
+    rgb, faces = astronaut
+    h, w = rgb.shape[:2]
+    big_rgb = cv2.resize(rgb, (4 * w, 4 * h), interpolation=cv2.INTER_CUBIC)  # 4x the pixels, no new detail
+    big = faces.rescaled(4 * h, 4 * w)
+    assert float(source_scale(big)[0]) > 1  # the face now has more pixels than its crop
+    c_big = degradation_cues(recut(big_rgb, big), affines=big.affines)
+    c = degradation_cues(recut(rgb, faces), affines=faces.affines)
+    assert float(c_big.resolution[0]) < 0.01  # plenty of pixels ...
+    assert float(c_big.blur[0]) > float(c.blur[0]) + 0.2  # ... but soft for their number: it needs restoring
+    assert float(c_big.blocking[0]) == 0.0 and not bool(c_big.measures.block_measured[0])
+
+
+@needs_weights
 def test_batched_equals_per_face_and_is_deterministic(astronaut) -> None:  # noqa: ANN001
     rgb, faces = astronaut
     h, w = rgb.shape[:2]
