@@ -42,9 +42,13 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from facemend.face.quality import QualitySettings
 
 HERE = Path(__file__).resolve().parent
 
@@ -163,7 +167,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b)[0])
 
 
-def evaluate(measures: dict, names: list[str], settings) -> dict:  # noqa: ANN001
+def evaluate(measures: dict, names: list[str], settings: QualitySettings) -> dict:
     """Per family: ``rho`` and ``sep`` arrays over faces, ``levels`` mean score per level."""
     from facemend.face.quality import combine_cues, cues_from_measures
 
@@ -195,7 +199,7 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
-def tune(measures: dict, names: list[str]):  # noqa: ANN201
+def tune(measures: dict, names: list[str]) -> list[tuple[float, float, float, dict]]:
     """Coarse random grid search (400 of 3^9 settings): among settings whose worst Spearman is >= 0.9,
     the largest mean separation (mildest level minus undegraded); ties broken by the worst rho."""
     from facemend.face.quality import QualitySettings

@@ -340,7 +340,7 @@ def _noise_sigma(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def _gauss(y: torch.Tensor, sigma: float) -> torch.Tensor:
-    k = 2 * int(math.ceil(3 * sigma)) + 1
+    k = 2 * math.ceil(3 * sigma) + 1
     return kornia.filters.gaussian_blur2d(y, (k, k), (sigma, sigma), border_type="reflect")
 
 
@@ -356,7 +356,7 @@ def _grad_energy(y: torch.Tensor) -> torch.Tensor:
     return g.pow(2).sum(dim=2)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _noise_gains() -> tuple[float, float]:
     """Gradient energy that unit white noise leaves unblurred and after the re-blur."""
     imp = torch.zeros(1, 1, 41, 41, dtype=torch.float64)
@@ -472,7 +472,7 @@ def measure_faces(
         native = (g.step <= 1.0).to(device)
         block_mask = _window_mask(g.block_start, g.block_side, g.canvas, device)
         block = torch.where(native, _blockiness(grid, smooth, block_mask), torch.zeros(n, device=device))
-        c0 = int((g.start.min())) - MARGIN  # the face windows and their margin, for the costlier filters
+        c0 = int(g.start.min()) - MARGIN  # the face windows and their margin, for the costlier filters
         c1 = int((g.start + g.side).max()) + MARGIN
         grid, smooth = grid[..., c0:c1, c0:c1], smooth[..., c0:c1, c0:c1]
         mask = _window_mask(g.start - c0, g.side, c1 - c0, device)

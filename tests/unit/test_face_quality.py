@@ -9,6 +9,7 @@ crops cut again with the same alignment, as a degraded photo reaches the score i
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import cv2
@@ -18,7 +19,7 @@ import torch
 
 from facemend.face.models import load_retinaface
 from facemend.face.paste import face_opacities
-from facemend.face.pipeline import detect_and_align, paste_back, rgb_view
+from facemend.face.pipeline import detect_and_align, paste_back
 from facemend.face.quality import (
     CUE_NAMES,
     DEFAULT_SETTINGS,
@@ -113,17 +114,17 @@ FAMILIES = {
 
 @needs_weights
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_score_rises_with_every_degradation_family_on_a_real_face(astronaut, family: str) -> None:  # noqa: ANN001
+def test_score_rises_with_every_degradation_family_on_a_real_face(astronaut: tuple[np.ndarray, FaceSet], family: str) -> None:
     rgb, faces = astronaut
     fn, levels = FAMILIES[family]
     scores = [float(degradation_score(recut(fn(rgb, lv), faces), affines=faces.affines)[0]) for lv in levels]
-    assert all(b > a for a, b in zip(scores, scores[1:])), f"{family}: {scores}"
+    assert all(b > a for a, b in itertools.pairwise(scores)), f"{family}: {scores}"
     assert scores[-1] > scores[0] + 0.3, f"{family}: the heaviest level should score far above clean: {scores}"
     assert scores[0] < 0.2  # the undegraded astronaut is a clean face
 
 
 @needs_weights
-def test_each_cue_answers_its_own_degradation(astronaut) -> None:  # noqa: ANN001
+def test_each_cue_answers_its_own_degradation(astronaut: tuple[np.ndarray, FaceSet]) -> None:
     rgb, faces = astronaut
     clean = degradation_cues(recut(rgb, faces), affines=faces.affines)
 
@@ -146,7 +147,7 @@ def test_each_cue_answers_its_own_degradation(astronaut) -> None:  # noqa: ANN00
 
 
 @needs_weights
-def test_a_face_larger_than_its_crop_is_judged_at_crop_resolution(astronaut) -> None:  # noqa: ANN001
+def test_a_face_larger_than_its_crop_is_judged_at_crop_resolution(astronaut: tuple[np.ndarray, FaceSet]) -> None:
     rgb, faces = astronaut
     h, w = rgb.shape[:2]
     big_rgb = cv2.resize(rgb, (4 * w, 4 * h), interpolation=cv2.INTER_CUBIC)  # 4x the pixels, no new detail
@@ -160,7 +161,7 @@ def test_a_face_larger_than_its_crop_is_judged_at_crop_resolution(astronaut) -> 
 
 
 @needs_weights
-def test_batched_equals_per_face_and_is_deterministic(astronaut) -> None:  # noqa: ANN001
+def test_batched_equals_per_face_and_is_deterministic(astronaut: tuple[np.ndarray, FaceSet]) -> None:
     rgb, faces = astronaut
     h, w = rgb.shape[:2]
     small = faces.rescaled(h // 2, w // 2)  # a face of another size in the same batch
@@ -244,7 +245,7 @@ def group(detector: ManagedModel) -> tuple[torch.Tensor, torch.Tensor, FaceSet]:
 
 
 @needs_weights
-def test_per_face_opacity_zero_is_the_same_as_leaving_the_face_out(group) -> None:  # noqa: ANN001
+def test_per_face_opacity_zero_is_the_same_as_leaving_the_face_out(group: tuple[torch.Tensor, torch.Tensor, FaceSet]) -> None:
     frames, crops, faces = group
     restored = 1 - crops  # unmistakably different pixels
     n = len(faces)
@@ -257,14 +258,14 @@ def test_per_face_opacity_zero_is_the_same_as_leaving_the_face_out(group) -> Non
     image0, mask0 = paste_back(frames, restored, faces, opacity=[0.0] * n)
     assert torch.equal(image0, frames) and float(mask0.abs().max()) == 0.0
     # somewhere a left-alone face would have changed pixels, they are the input's
-    full, full_mask = paste_back(frames, restored, faces, opacity=1.0)
+    _, full_mask = paste_back(frames, restored, faces, opacity=1.0)
     alone = (mask == 0) & (full_mask > 0)
     assert bool(alone.any())
     assert torch.equal(image.permute(0, 2, 3, 1)[alone], frames.permute(0, 2, 3, 1)[alone])
 
 
 @needs_weights
-def test_per_face_opacity_one_equals_the_old_scalar_behaviour(group) -> None:  # noqa: ANN001
+def test_per_face_opacity_one_equals_the_old_scalar_behaviour(group: tuple[torch.Tensor, torch.Tensor, FaceSet]) -> None:
     frames, crops, faces = group
     restored = 1 - crops
     n = len(faces)
@@ -302,7 +303,7 @@ def test_node_schema() -> None:
 
 
 @needs_weights
-def test_node_fidelity_plugs_into_codebook_restore(astronaut) -> None:  # noqa: ANN001
+def test_node_fidelity_plugs_into_codebook_restore(astronaut: tuple[np.ndarray, FaceSet]) -> None:
     rgb, faces = astronaut
     batch = torch.cat([recut(rgb, faces), recut(blur(rgb, 1.5), faces), recut(blur(rgb, 5.0), faces)])
     three = dataclasses.replace(faces, frame_index=torch.tensor([0, 1, 2]), num_frames=3, boxes=faces.boxes.repeat(3, 1),
@@ -324,7 +325,7 @@ def test_node_fidelity_plugs_into_codebook_restore(astronaut) -> None:  # noqa: 
 
 
 @needs_weights
-def test_node_video_smoothing_steadies_a_flickering_face(astronaut) -> None:  # noqa: ANN001
+def test_node_video_smoothing_steadies_a_flickering_face(astronaut: tuple[np.ndarray, FaceSet]) -> None:
     rgb, faces = astronaut
     clean, blurred = recut(rgb, faces), recut(blur(rgb, 2.5), faces)
     frames = 12
@@ -339,7 +340,9 @@ def test_node_video_smoothing_steadies_a_flickering_face(astronaut) -> None:  # 
         return [float(v) for v in out.outputs[0].split(",")]
 
     raw, smooth = scores(0.0), scores(2.0)
-    swing = lambda v: float(np.abs(np.diff(v)).mean())  # noqa: E731
+    def swing(v: list[float]) -> float:
+        return float(np.abs(np.diff(v)).mean())
+
     assert swing(raw) > 0.1 and swing(smooth) < 0.25 * swing(raw)
 
 
