@@ -58,8 +58,8 @@ Combination: a noisy-OR, ``score = 1 - prod_i (1 - w_i * cue_i)``. ``w_i`` is th
 alone gives when maximal. Independent degradations compound (blur *and* noise is worse than
 either), one ruined cue is enough for a high score, and the score rises strictly with every cue,
 so it ranks degradations even where one cue (resolution) is constant. Weights: blur 0.95 and
-noise 0.95 (either alone can destroy a face), blocking 0.6 (heavy JPEG keeps the coarse
-structure; its loss of detail also raises the blur cue), resolution 0.7 (a tiny face needs the
+noise 0.95 (either alone can destroy a face), blocking 0.6 (even heavy JPEG keeps a face's
+coarse structure), resolution 0.7 (a tiny face needs the
 prior, but a small clean face is not a ruined one). The anchors and weights were picked from a
 random grid search (``bench_quality.py --tune``): among settings whose worst Spearman rank
 correlation between level and score is >= 0.9 for every face and family, the one with the largest
