@@ -10,7 +10,9 @@ Public entry points (used by the Detect, Paste Back and Restore Faces nodes):
 
 Modules: ``models`` (files, downloads, facexlib networks), ``detection`` (batched RetinaFace),
 ``selection``, ``tracking`` (video), ``alignment`` (FFHQ template), ``warp`` (antialiased kornia
-warps in face windows), ``masks``, ``color``, ``paste``, ``preview``, ``records``, ``pipeline``.
+warps in face windows), ``masks``, ``color``, ``paste``, ``preview``, ``records``, ``pipeline``,
+``degradation`` (raw per-face blur, noise, JPEG measures), ``quality`` (per-face degradation score ->
+per-face fidelity, strength and paste-back opacity).
 """
 
 from .models import FaceModels, load_face_models

@@ -7,6 +7,8 @@ the only full-size tensors are the output image and mask themselves.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Sequence
 
 import torch
 
@@ -40,6 +42,41 @@ def check_crops(crops: torch.Tensor, faces: FaceSet) -> None:
         raise ValueError("FaceMend: the crops contain NaN or Inf values; fix the node that produced them.")
 
 
+def face_opacities(opacity: float | Sequence[float] | torch.Tensor, count: int) -> torch.Tensor:
+    """Paste-back opacity as one value per face.
+
+    Args:
+        opacity: a number for every face, or ``count`` numbers (list, tuple or 1-D tensor), one per
+            face in face order; each in ``[0, 1]``.
+        count: number of faces.
+
+    Returns:
+        ``(count,)`` float32 on the CPU.
+
+    Raises:
+        ValueError: a value that is NaN/Inf or outside ``[0, 1]`` (the message names the face), or
+            a sequence whose length is not ``count``.
+    """
+    if isinstance(opacity, torch.Tensor):
+        values = opacity.detach().to("cpu", torch.float64).flatten()
+        if opacity.ndim == 0:
+            values = values.expand(count)
+    elif isinstance(opacity, (int, float)):
+        values = torch.full((count,), float(opacity), dtype=torch.float64)
+    else:
+        values = torch.tensor([float(v) for v in opacity], dtype=torch.float64)
+    if values.numel() != count:
+        raise ValueError(
+            f"FaceMend: got {values.numel()} opacity value(s) for {count} face(s); give one number for every face "
+            "or one per face in face order."
+        )
+    for i, v in enumerate(values.tolist()):
+        if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+            which = "opacity" if count == 1 or isinstance(opacity, (int, float)) else f"opacity of face {i}"
+            raise ValueError(f"FaceMend: {which} must be between 0 and 1, got {v}")
+    return values.to(torch.float32)
+
+
 def blend_order(faces: FaceSet) -> torch.Tensor:
     """Order faces are composited in: by frame, then smaller faces first, so larger (usually nearer)
     faces end on top where faces overlap; equal sizes keep the face order."""
@@ -57,20 +94,22 @@ def paste_faces(
     erode: float = 0.05,
     feather: float = 0.1,
     color: str = "none",
-    opacity: float = 1.0,
+    opacity: float | Sequence[float] | torch.Tensor = 1.0,
     parser: ManagedModel | None = None,
     parse_classes: tuple[str, ...] = DEFAULT_PARSE_CLASSES,
     device: torch.device | None = None,
     max_batch_pixels: int = 2 * 1024 * 1024,
     progress: Progress | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Blend ``crops`` into ``frames`` at the faces' positions. See :func:`facemend.face.pipeline.paste_back`."""
+    """Blend ``crops`` into ``frames`` at the faces' positions. See :func:`facemend.face.pipeline.paste_back`.
+
+    ``opacity`` is one number or one per face (:func:`face_opacities`); faces at opacity 0 are
+    skipped, so their pixels (and the mask there) stay exactly as without them.
+    """
     if mask_mode not in MASK_MODES:
         raise ValueError(f"FaceMend: unknown mask mode {mask_mode!r}; choose one of {', '.join(MASK_MODES)}")
     if color not in COLOR_MODES:
         raise ValueError(f"FaceMend: unknown colour correction {color!r}; choose one of {', '.join(COLOR_MODES)}")
-    if not 0.0 <= opacity <= 1.0:
-        raise ValueError(f"FaceMend: opacity must be between 0 and 1, got {opacity}")
     if mask_mode != "box" and parser is None:
         raise ValueError(
             f"FaceMend: mask mode {mask_mode!r} needs a face parser: load one ('bisenet' or 'parsenet') in 'FaceMend Load "
@@ -86,6 +125,7 @@ def paste_faces(
         )
     faces = faces.rescaled(height, width)
     check_crops(crops, faces)
+    alphas = face_opacities(opacity, len(faces))
     store = intermediate_device()
     out = torch.empty(b, height, width, 3, dtype=torch.float32, device=store)
     out.copy_(frames.permute(0, 2, 3, 1))  # a single pass, no intermediate full-size copy
@@ -96,11 +136,16 @@ def paste_faces(
     device = device or (parser.load_device if parser is not None else torch_device())
     size, pad = faces.crop_size, faces.padding
     order = blend_order(faces)
+    order = order[alphas[order] > 0]  # faces left alone cost nothing and touch no pixel
+    if progress is not None and len(order) < len(faces):
+        progress.update(len(faces) - len(order))
     affines = faces.affines[order]
     inverse = faces.inverse_affines()[order]
     frame_index = faces.frame_index[order]
+    face_alpha = alphas[order]
     windows = face_windows(footprints(inverse, size), 2.0, height, width)
-    for chunk in pixel_chunks(windows, max_batch_pixels, size * size):
+    chunks = pixel_chunks(windows, max_batch_pixels, size * size) if len(order) else []
+    for chunk in chunks:
         check_interrupted()
         idx = order[chunk]
         n = len(chunk)
@@ -125,8 +170,9 @@ def paste_faces(
                 weight = box_mask_at(to_crop, hc, wc, size, erode * face, feather * face, device)
             else:
                 weight = resample(masks, m, (hc, wc), border="black").clamp_(0, 1)  # no interpolation overshoot
-            if opacity < 1.0:
-                weight = weight * opacity
+            a_chunk = face_alpha[chunk]
+            if bool((a_chunk < 1.0).any()):
+                weight = weight * a_chunk.to(device).view(-1, 1, 1, 1)
         for j in range(n):
             f, x0, y0 = int(frame_index[chunk[j]]), int(origins[j, 0]), int(origins[j, 1])
             region = image[f, :, y0:y0 + hc, x0:x0 + wc]

@@ -11,6 +11,7 @@ window at a time and never modify them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -220,7 +221,7 @@ def paste_back(
     erode: float = PASTE.erode,
     feather: float = PASTE.feather,
     color: str = PASTE.color,
-    opacity: float = PASTE.opacity,
+    opacity: float | Sequence[float] | torch.Tensor = PASTE.opacity,
     models: FaceModels | None = None,
     parse_classes: str | tuple[str, ...] = PASTE.parse_classes,
     progress: Progress | None = None,
@@ -240,7 +241,9 @@ def paste_back(
         feather: width of the soft edge, as a fraction of the face size.
         color: colour correction of the crop against the original crop: ``"none"``, ``"adain"``,
             ``"wavelet"`` or ``"histogram"``.
-        opacity: blend strength in ``[0, 1]``.
+        opacity: blend strength in ``[0, 1]``: one number, or one per face (a sequence or ``(N,)``
+            tensor in face order, e.g. :func:`facemend.face.quality.opacity_from_score`). A face at
+            opacity 0 is left alone: its pixels stay bit-identical to ``frames``.
         models: face models carrying the parser (only needed for parsing masks).
         parse_classes: parsing groups kept in the mask (``"skin, brows, eyes, nose, mouth"``;
             also ``hair``, ``ears``, ``neck``).
