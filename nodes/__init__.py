@@ -11,7 +11,7 @@ import importlib
 from .spec import NodeDef
 
 #: Node modules in menu order.
-NODE_MODULES = ("loaders", "detect", "restore", "modulate", "gpen", "refine", "paste", "all_in_one")
+NODE_MODULES = ("loaders", "detect", "quality", "restore", "modulate", "gpen", "refine", "paste", "all_in_one")
 
 
 def all_nodes() -> list[type[NodeDef]]:

@@ -7,12 +7,11 @@ Thin node over :func:`facemend.face.quality.assess_faces`; the mappings and defa
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
-from ..face.pipeline import check_finite, rgb_view
 from ..face.quality import CUE_NAMES, DEFAULT_SETTINGS, assess_faces, format_values
 from ..face.records import FaceSet
+from .images import check_finite, is_placeholder, rgb_view
 from .spec import In, NodeDef, NodeResult, Out
 
 #: Largest temporal smoothing offered on the node, in frames.
@@ -52,10 +51,11 @@ class FaceMendFaceQuality(NodeDef):
     OUTPUTS = (
         Out("STRING", "scores", "Degradation score per face, comma-separated in face order (0 = clean, 1 = ruined)."),
         Out("STRING", "fidelity", "Fidelity per face for 'FaceMend Codebook Restore' per_face_fidelity."),
-        Out("STRING", "strength", "Strength per face for GAN-prior models (CS-SFT Modulate / GPEN): higher for "
-            "clean faces (stay close to them), lower for ruined ones (lean on the prior)."),
-        Out("STRING", "opacity", "Paste-back opacity per face: 0 leaves a clean face untouched, 1 pastes the "
-            "restored face fully."),
+        Out("STRING", "strength", "CS-SFT strength per face for 'FaceMend CS-SFT Modulate' per_face_strength (GFP-GAN): "
+            "higher for clean faces (stay close to them), lower for ruined ones (lean on the prior)."),
+        Out("STRING", "opacity", "Paste-back opacity per face for 'FaceMend Paste Back' per_face_opacity: 0 leaves a "
+            "clean face untouched, 1 pastes the restored face fully. Also a per_face_strength for 'FaceMend GPEN "
+            "Restore' (its strength blends the restored face with the input)."),
     )
 
     @classmethod
@@ -66,21 +66,15 @@ class FaceMendFaceQuality(NodeDef):
             ValueError: a fidelity outside ``[0, 1]`` or NaN, a negative/NaN smoothing, ``faces`` that
                 is not a FaceSet or does not match the crops, non-square crops, NaN crops.
         """
-        values = {}
-        for name, default, hi in (("clean_fidelity", DEFAULT_SETTINGS.clean_fidelity, 1.0),
-                                  ("ruined_fidelity", DEFAULT_SETTINGS.ruined_fidelity, 1.0),
-                                  ("video_smoothing", DEFAULT_SETTINGS.track_sigma, MAX_SMOOTHING)):
-            raw = kw.get(name, default)
-            v = float(raw) if isinstance(raw, (int, float)) else float("nan")
-            if not (math.isfinite(v) and 0.0 <= v <= hi):
-                raise ValueError(f"{cls.DISPLAY_NAME}: {name} must be between 0 and {hi:g}, got {raw!r}.")
-            values[name] = v
+        values = {name: float(kw.get(name, default)) for name, default in (
+            ("clean_fidelity", DEFAULT_SETTINGS.clean_fidelity), ("ruined_fidelity", DEFAULT_SETTINGS.ruined_fidelity),
+            ("video_smoothing", DEFAULT_SETTINGS.track_sigma))}  # ranges checked by NodeDef (check_numbers)
         faces = kw.get("faces")
         if faces is not None and not isinstance(faces, FaceSet):
             raise ValueError(f"{cls.DISPLAY_NAME}: 'faces' must come from 'FaceMend Detect'.")
         crops = rgb_view(kw["crops"], "crops", allow_empty=True)
         n, _, h, w = crops.shape
-        if n == 0:
+        if n == 0 or (faces is not None and len(faces) == 0) or (faces is None and is_placeholder(kw["crops"])):
             return NodeResult(("", "", "", ""), {"text": ["no face crops: nothing to score"]})
         if h != w:
             raise ValueError(f"{cls.DISPLAY_NAME}: crops must be square aligned face crops; got {w}x{h}. Use the crops "
