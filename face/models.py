@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..model_loaders import UnsupportedModelError, read_checkpoint, unwrap_state_dict
+from ..model_loaders.errors import quote_library_text, strip_ansi
 from ..model_loaders.catalog import KnownModel, known_models
 from ..model_loaders.download import download_model
 from ..runtime import ManagedModel, find_model, folder_paths_for
@@ -102,7 +103,7 @@ def _load_strict(module: nn.Module, sd: dict[str, torch.Tensor], what: str, sour
         unexpected = [k for k in sd if k not in own]
         raise UnsupportedModelError(
             f"{source}: is not a {what} checkpoint ({len(missing)} missing keys {missing[:4]}, "
-            f"{len(unexpected)} unexpected keys {unexpected[:4]}; {str(e).strip().splitlines()[-1][:200]}). "
+            f"{len(unexpected)} unexpected keys {unexpected[:4]}; {quote_library_text(strip_ansi(str(e)).strip().splitlines()[-1], 200)}). "
             "Use facexlib's release file of that name."
         ) from None
     return module.float().eval().requires_grad_(False)
