@@ -47,6 +47,9 @@ def test_inspect_reports_reason(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_download_unknown_name(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACEMEND_MODELS_DIR", str(tmp_path))
     assert main(["download", "not-a-model.pth"]) == 1
-    assert "not a known download" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not an official file FaceMend can download" in err and str(tmp_path / "facerestore_models" / "not-a-model.pth") in err
     assert main(["download", "RestoreFormer++.ckpt"]) == 1
-    assert "by hand" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "by hand from https://drive.google.com/" in err
+    assert f"into {tmp_path / 'facerestore_models' / 'RestoreFormer++.ckpt'}" in err
