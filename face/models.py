@@ -135,6 +135,83 @@ def load_parsing(source: str | Path | dict[str, torch.Tensor], name: str) -> Fac
     return FaceNet(name=name, module=module, source=label)
 
 
+#: Display names of the facexlib networks, by detector / parser choice.
+FACE_NET_NAMES: dict[str, str] = {
+    "retinaface_resnet50": "RetinaFace ResNet-50 face detector",
+    "retinaface_mobile0.25": "RetinaFace MobileNet-0.25 face detector",
+    "bisenet": "BiSeNet face parser",
+    "parsenet": "ParseNet face parser",
+}
+
+
+@dataclass(frozen=True)
+class FaceNetFile:
+    """What :func:`identify_face_net` found: a facexlib detector or parser checkpoint.
+
+    Attributes:
+        choice: the value to pick in *FaceMend Load Face Detector* (a :data:`DETECTORS` or
+            :data:`PARSERS` entry).
+        widget: that node's input taking it (``detector`` or ``parser``).
+        display_name: e.g. ``RetinaFace MobileNet-0.25 face detector``.
+        file: the official facexlib file (its name is what FaceMend looks for in ``facedetection``).
+        parameters: number of network parameters.
+    """
+
+    choice: str
+    widget: str
+    display_name: str
+    file: KnownModel
+    parameters: int
+
+    def describe(self) -> str:
+        """One line: what it is, which node takes it and under which name."""
+        return (
+            f"{self.display_name} (facexlib, {self.parameters:,} parameters, licence {self.file.licence}). "
+            f"It is not a restorer: load it with 'FaceMend Load Face Detector' ({self.widget}: {self.choice}), "
+            f"which reads it from the {FOLDER} model folder as {self.file.name}."
+        )
+
+
+def _candidates() -> list[tuple[str, str, KnownModel, object]]:
+    """(choice, widget, official file, builder) for every facexlib network, smallest first."""
+    return [
+        ("retinaface_mobile0.25", "detector", DETECTOR_FILES["retinaface_mobile0.25"], lambda: build_retinaface("retinaface_mobile0.25")),
+        ("bisenet", "parser", PARSER_FILES["bisenet"], lambda: build_parser("bisenet")),
+        ("parsenet", "parser", PARSER_FILES["parsenet"], lambda: build_parser("parsenet")),
+        ("retinaface_resnet50", "detector", DETECTOR_FILES["retinaface_resnet50"], lambda: build_retinaface("retinaface_resnet50")),
+    ]
+
+
+def identify_face_net(source: str | Path | dict[str, torch.Tensor]) -> FaceNetFile | None:
+    """Which facexlib detector or parser a checkpoint holds, judged by its tensors (never its name).
+
+    A network matches when the file's keys and shapes are exactly its state dict and it loads with
+    ``strict=True`` (the same load :func:`load_retinaface` / :func:`load_parsing` do).
+
+    Args:
+        source: a checkpoint file or a state dict (``module.`` prefixes are stripped).
+
+    Returns:
+        A :class:`FaceNetFile`, or ``None`` when the tensors are none of facexlib's networks.
+
+    Raises:
+        UnsupportedModelError: the file cannot be read (damaged, not a checkpoint).
+    """
+    sd = unwrap_state_dict(dict(source), "<state dict>") if isinstance(source, dict) else read_checkpoint(source)
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    for choice, widget, file, build in _candidates():
+        module = build()  # type: ignore[operator]
+        own = module.state_dict()
+        if shapes != {k: tuple(v.shape) for k, v in own.items()}:
+            continue
+        try:
+            module.load_state_dict(sd, strict=True)
+        except RuntimeError:
+            continue
+        return FaceNetFile(choice, widget, FACE_NET_NAMES[choice], file, int(sum(p.numel() for p in module.parameters())))
+    return None
+
+
 def model_path(file: KnownModel, allow_download: bool = True) -> Path:
     """Path of ``file`` in the ``facedetection`` folder; downloaded only when it is not there.
 
