@@ -256,6 +256,17 @@ def ensure_models(needed: Sequence[tuple[str, str | None]]) -> list[Path]:
     return [p for p in found if p is not None]
 
 
+def directory_under_name(kind: str, name: str) -> Path | None:
+    """A directory sitting in a model folder of ``kind`` under the model name ``name`` (which
+    :func:`~facemend.runtime.find_model` skips, as it looks for files), else ``None``."""
+    from ..runtime import folder_paths_for
+
+    rel = Path(name)
+    if rel.is_absolute() or ".." in rel.parts or not name.strip():
+        return None
+    return next((d / rel for d in folder_paths_for(kind) if (d / rel).is_dir()), None)
+
+
 def ensure_known_model(name: str, kind: str | None = None) -> Path:
     """Find ``name`` in its model folder, downloading it from the catalog when missing.
 
@@ -270,6 +281,9 @@ def ensure_known_model(name: str, kind: str | None = None) -> Path:
     path = find_model(kind, name)
     if path is not None:
         return path
+    folder_in_the_way = directory_under_name(kind, name)
+    if folder_in_the_way is not None:
+        read_checkpoint(folder_in_the_way)  # raises: "<path>: is a directory, not a checkpoint file..."
     why = missing_message(name, kind, known)
     if why is not None:
         raise FileNotFoundError(why)

@@ -100,22 +100,52 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def recorded_digest(path: Path) -> str | None:
+    """The SHA-256 recorded in ``<file>.sha256`` when FaceMend downloaded ``path``, else ``None``."""
+    record = digest_path(path)
+    if not record.is_file():
+        return None
+    words = record.read_text().split()
+    return words[0].strip().lower() if words else None
+
+
+def recorded_digest_mismatch(path: Path, actual: str | None = None) -> str | None:
+    """The message for a file whose SHA-256 differs from its ``.sha256`` record, or ``None`` when
+    it matches or has no record. ``actual``: the file's digest when already computed."""
+    expected = recorded_digest(path)
+    if not expected:
+        return None
+    actual = actual or sha256_of(path)
+    if actual == expected:
+        return None
+    return (
+        f"{path}: SHA-256 {actual[:16]}... differs from the {expected[:16]}... recorded when it was downloaded; "
+        f"the file is corrupt or was replaced. Delete it and {digest_path(path).name} to download it again."
+    )
+
+
+def official_digest_mismatch(path: Path, official: str, actual: str | None = None) -> str | None:
+    """The message for a file under an official name whose SHA-256 is not the official file's
+    (``official``, from the catalog), or ``None`` when it is."""
+    actual = actual or sha256_of(path)
+    if actual == official.lower():
+        return None
+    return (
+        f"{path}: SHA-256 {actual[:16]}... differs from the official {path.name}'s {official[:16]}...; "
+        "it is not the official release file (a fine-tune, a conversion or a damaged download). "
+        "If it should be the official file, delete it to download it again."
+    )
+
+
 def verify_recorded_digest(path: Path) -> None:
     """Check ``path`` against its ``.sha256`` record, if FaceMend downloaded it.
 
     Raises:
         UnsupportedModelError: the file changed since it was downloaded (corrupt or replaced).
     """
-    record = digest_path(path)
-    if not record.is_file():
-        return
-    expected = record.read_text().split()[0].strip().lower() if record.read_text().strip() else ""
-    actual = sha256_of(path)
-    if expected and actual != expected:
-        raise UnsupportedModelError(
-            f"{path}: SHA-256 {actual[:16]}... differs from the {expected[:16]}... recorded when it was downloaded; "
-            f"the file is corrupt or was replaced. Delete it and {record.name} to download it again."
-        )
+    problem = recorded_digest_mismatch(path)
+    if problem:
+        raise UnsupportedModelError(problem)
 
 
 def _read_safetensors(p: Path, size: int) -> StateDict:

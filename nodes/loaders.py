@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ..face.models import DETECTOR_FILES, DETECTORS, PARSER_FILES, PARSERS, load_face_models
-from ..model_loaders import find_known, known_models, load_model
-from ..model_loaders.download import ensure_known_model
+from ..model_loaders import find_known, known_models, load_model, read_checkpoint
+from ..model_loaders.download import directory_under_name, ensure_known_model
 from ..runtime import PRECISIONS, ManagedModel, find_model, list_models
 from .spec import In, NodeDef, NodeResult, Out
 
@@ -32,6 +32,7 @@ def resolve_model_file(model_name: str) -> tuple[str, Path]:
 
     Raises:
         FileNotFoundError: not present and not downloadable, with what to do.
+        UnsupportedModelError: a directory sits in the folder under that name.
     """
     if model_name.startswith(REFUSION_PREFIX):
         name = model_name[len(REFUSION_PREFIX):]
@@ -42,6 +43,9 @@ def resolve_model_file(model_name: str) -> tuple[str, Path]:
     path = find_model("facerestore_models", model_name)
     if path is not None:
         return "facerestore_models", path
+    folder_in_the_way = directory_under_name("facerestore_models", model_name)
+    if folder_in_the_way is not None:
+        read_checkpoint(folder_in_the_way)  # raises: "<path>: is a directory, not a checkpoint file. ..."
     if find_known(model_name) is not None:
         return "facerestore_models", ensure_known_model(model_name, "facerestore_models")
     raise FileNotFoundError(
