@@ -108,6 +108,18 @@ class FaceMendModelLoader(NodeDef):
         return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
+def default_detector() -> str:
+    """The detector choice a new Load Face Detector node starts with: one whose file is present.
+
+    ``retinaface_resnet50`` when its file is in the ``facedetection`` folder, or when no detector
+    file is (it is then downloaded on first use); ``retinaface_mobile0.25`` when only that one is.
+    """
+    present = [c for c, f in DETECTOR_FILES.items() if find_model("facedetection", f.name) is not None]
+    if "retinaface_resnet50" in present or not present:
+        return "retinaface_resnet50"
+    return present[0]
+
+
 class FaceMendDetectorLoader(NodeDef):
     """Load facexlib's RetinaFace detector and an optional face-parsing network."""
 
@@ -116,20 +128,29 @@ class FaceMendDetectorLoader(NodeDef):
     CATEGORY = "FaceMend/loaders"
     DESCRIPTION = (
         "Loads facexlib's RetinaFace face detector and, optionally, a face-parsing network (for parsing masks in Paste "
-        "Back) from the models/facedetection folder, downloading facexlib's official files on first use."
+        "Back) from the models/facedetection folder, downloading facexlib's official files on first use. Each choice "
+        "needs one file there: " + "; ".join(f"{c}: {f.name}" for c, f in {**DETECTOR_FILES, **PARSER_FILES}.items()) + "."
     )
-    INPUTS = (
-        In("detector", "COMBO", "RetinaFace backbone: resnet50 (more accurate) or mobile0.25 (much faster). File: "
-           "detection_Resnet50_Final.pth / detection_mobilenet0.25_Final.pth.", default="retinaface_resnet50",
-           options=DETECTORS),
-        In("parser", "COMBO", "Optional face-parsing network for parsing masks: bisenet (parsing_bisenet.pth) or "
-           "parsenet (parsing_parsenet.pth); none skips it.", default="none", options=PARSERS),
-    )
+
+    @classmethod
+    def inputs(cls) -> list[In]:
+        files = {c: f.name for c, f in DETECTOR_FILES.items()}
+        return [
+            In("detector", "COMBO", "RetinaFace backbone: retinaface_resnet50 (more accurate; needs "
+               f"{files['retinaface_resnet50']}) or retinaface_mobile0.25 (much faster; needs "
+               f"{files['retinaface_mobile0.25']}), in models/facedetection (downloaded on first use when missing). "
+               "The default is a detector whose file is already there.",
+               default=default_detector(), options=DETECTORS),
+            In("parser", "COMBO", "Optional face-parsing network for parsing masks: bisenet (needs "
+               f"{PARSER_FILES['bisenet'].name}) or parsenet (needs {PARSER_FILES['parsenet'].name}), in "
+               "models/facedetection; none skips it.", default="none", options=PARSERS),
+        ]
+
     OUTPUTS = (Out("FACEMEND_DETECTOR", "detector", "Face detector (and parser) for Detect and Paste Back."),)
 
     @classmethod
     def execute(cls, **kw: Any) -> NodeResult:
-        return NodeResult((load_face_models(kw.get("detector", "retinaface_resnet50"), kw.get("parser", "none")),))
+        return NodeResult((load_face_models(kw.get("detector") or default_detector(), kw.get("parser", "none")),))
 
     @classmethod
     def fingerprint(cls, **kw: Any) -> Any:
