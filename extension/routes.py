@@ -112,7 +112,10 @@ def model_info(kind: str | None, name: str | None) -> tuple[int, dict[str, Any]]
         status, body = _cached_answer(str(path), name, st.st_size, st.st_mtime_ns, record_mtime)
     except Exception as e:  # noqa: BLE001 - an HTTP answer, never a server crash
         log.exception("FaceMend: model_info failed for %s", name)
-        return 500, {"error": f"{name}: could not be inspected ({type(e).__name__}: {e})".replace(str(path), name)}
+        from ..model_loaders.errors import quote_library_text
+
+        detail = quote_library_text(f"{type(e).__name__}: {e}".replace(str(path), name), 200)
+        return 500, {"error": f"{name}: could not be inspected ({detail}). See the ComfyUI log for details."}
     return status, ({"name": name, "kind": kind, **body} if status == 200 else dict(body))
 
 

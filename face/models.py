@@ -222,10 +222,11 @@ def model_path(file: KnownModel, allow_download: bool = True) -> Path:
     if found is not None:
         return found
     if not allow_download:
-        where = ", ".join(str(p) for p in folder_paths_for(FOLDER))
+        folders = folder_paths_for(FOLDER)
+        where = ", ".join(str(p) for p in folders)
         raise FileNotFoundError(
             f"FaceMend: {file.name} is not in the facedetection model folder ({where}). "
-            f"Download it from {file.url} and put it there."
+            f"Download {file.url} by hand into {folders[0].absolute() / file.name}."
         )
     log.info("FaceMend: %s not found; downloading it from %s", file.name, file.url)
     return download_model(file.name, FOLDER, file.url, sha256=file.sha256)

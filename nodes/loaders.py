@@ -9,7 +9,7 @@ from typing import Any
 from ..face.models import DETECTOR_FILES, DETECTORS, PARSER_FILES, PARSERS, load_face_models
 from ..model_loaders import find_known, known_models, load_model, read_checkpoint
 from ..model_loaders.download import directory_under_name, ensure_known_model
-from ..runtime import PRECISIONS, ManagedModel, find_model, list_models
+from ..runtime import PRECISIONS, ManagedModel, download_dir, find_model, folder_paths_for, list_models
 from .spec import In, NodeDef, NodeResult, Out
 
 log = logging.getLogger("facemend")
@@ -38,7 +38,10 @@ def resolve_model_file(model_name: str) -> tuple[str, Path]:
         name = model_name[len(REFUSION_PREFIX):]
         path = find_model("refusion", name)
         if path is None:
-            raise FileNotFoundError(f"FaceMend: {name!r} is not in the refusion model folder (models/refusion). Put the file there.")
+            raise FileNotFoundError(
+                f"FaceMend: {name!r} is not in the refusion model folder ({_folders('refusion')}). Put the file at "
+                f"{download_dir('refusion').absolute() / name}, then press R in ComfyUI, or pick another model."
+            )
         return "refusion", path
     path = find_model("facerestore_models", model_name)
     if path is not None:
@@ -49,9 +52,15 @@ def resolve_model_file(model_name: str) -> tuple[str, Path]:
     if find_known(model_name) is not None:
         return "facerestore_models", ensure_known_model(model_name, "facerestore_models")
     raise FileNotFoundError(
-        f"FaceMend: model file {model_name!r} was not found in models/facerestore_models (nor models/GFPGAN, "
-        "models/Codeformer). The workflow may come from another machine: put the file there or pick another model."
+        f"FaceMend: model file {model_name!r} was not found in the facerestore_models model folders "
+        f"({_folders('facerestore_models')}). The workflow may come from another machine: put the file at "
+        f"{download_dir('facerestore_models').absolute() / model_name}, then press R in ComfyUI, or pick another model."
     )
+
+
+def _folders(kind: str) -> str:
+    """The real paths searched for ``kind``, for messages."""
+    return ", ".join(str(p.absolute()) for p in folder_paths_for(kind))
 
 
 class FaceMendModelLoader(NodeDef):

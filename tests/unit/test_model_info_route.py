@@ -263,3 +263,14 @@ def test_a_missing_manual_download_says_where_to_get_it(models_dir: Path) -> Non
     status, body = model_info("facerestore_models", "RestoreFormer++.ckpt")
     assert status == 404
     assert "by hand from https://drive.google.com/" in body["error"] and "facerestore_models" in body["error"]
+
+
+def test_the_loader_node_names_the_real_folder_of_a_missing_file(models_dir: Path) -> None:
+    from facemend.nodes.loaders import resolve_model_file
+
+    with pytest.raises(FileNotFoundError) as info:
+        resolve_model_file("my_finetune.pth")
+    assert f"put the file at {models_dir / 'my_finetune.pth'}" in str(info.value)
+    with pytest.raises(FileNotFoundError) as info:
+        resolve_model_file("refusion/derain.pth")
+    assert f"Put the file at {models_dir.parent / 'refusion' / 'derain.pth'}" in str(info.value)
