@@ -242,10 +242,10 @@ def library_reason(error: BaseException) -> str:
 _STRING_OPS = frozenset({
     "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8",
 })
-#: Python 2 module names that protocol 0-2 pickles use, as Python 3 (and torch's allowlist) spells them.
-_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 _PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 _GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+#: Python 2 module names that protocol 0-2 pickles use, as Python 3 (and torch's allowlist) spells them.
+_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 #: torch's legacy (pre-zip) format is five pickles (magic number, protocol, system info, the
 #: object, storage keys) followed by raw tensor bytes.
 _LEGACY_PICKLES = 5
@@ -274,10 +274,10 @@ def pickle_globals(path: Path) -> list[str]:
                 data = z.read(pkl)
         except (zipfile.BadZipFile, EOFError, OSError, zlib.error, RuntimeError) as e:
             raise DamagedFileError(
-                f"it starts as a PyTorch zip archive but the archive is incomplete or corrupt, as a cut-off "
-                f"download is ({quote_library_text(str(e), 120)})"
+                "it starts like a PyTorch zip archive but the archive is incomplete or corrupt, which is what a "
+                f"cut-off download looks like ({quote_library_text(str(e), 120)})"
             ) from None
-        return _scan_pickle(io.BytesIO(data), "data.pkl")
+        return _scan_pickle(io.BytesIO(data), "its data.pkl")
     with open(path, "rb") as f:  # the pickles precede the tensor bytes; they are small
         stream = io.BytesIO(f.read(_PICKLE_SCAN_LIMIT))
     refs: list[str] = []
@@ -323,9 +323,11 @@ def _scan_pickle(stream: io.BytesIO, where: str) -> list[str]:
         detail = quote_library_text(str(e), 120)
         if "exhausted" in detail or "expected" in detail or isinstance(e, EOFError):
             raise DamagedFileError(
-                f"{where} ends in the middle of its pickle (at byte {offset}), as a cut-off download does ({detail})"
+                f"{where} ends in the middle of its pickle (at byte {offset}), which is what a cut-off download "
+                f"looks like ({detail})"
             ) from None
-        raise DamagedFileError(f"{where} is not a pickle: its bytes stop making sense at byte {offset} ({detail})"
+        raise DamagedFileError(
+            f"{where} is not a pickle: its bytes stop making sense at byte {offset} ({detail})"
         ) from None
     return refs
 
