@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,7 +173,7 @@ class FaceNetFile:
         )
 
 
-def _candidates() -> list[tuple[str, str, KnownModel, object]]:
+def _candidates() -> list[tuple[str, str, KnownModel, Callable[[], nn.Module]]]:
     """(choice, widget, official file, builder) for every facexlib network, smallest first."""
     return [
         ("retinaface_mobile0.25", "detector", DETECTOR_FILES["retinaface_mobile0.25"], lambda: build_retinaface("retinaface_mobile0.25")),
@@ -200,7 +201,7 @@ def identify_face_net(source: str | Path | dict[str, torch.Tensor]) -> FaceNetFi
     sd = unwrap_state_dict(dict(source), "<state dict>") if isinstance(source, dict) else read_checkpoint(source)
     shapes = {k: tuple(v.shape) for k, v in sd.items()}
     for choice, widget, file, build in _candidates():
-        module = build()  # type: ignore[operator]
+        module = build()
         own = module.state_dict()
         if shapes != {k: tuple(v.shape) for k, v in own.items()}:
             continue

@@ -234,10 +234,10 @@ def ensure_models(needed: Sequence[tuple[str, str | None]]) -> list[Path]:
         if path is not None:
             continue
         why = missing_message(name, kind, known)
-        if why is not None:
-            problems.append(why)
+        if why is not None or known is None:
+            problems.append(why or name)
         else:
-            to_fetch.append((i, name, kind, known))  # type: ignore[arg-type]  # known is set when downloadable
+            to_fetch.append((i, name, kind, known))
     if problems:  # something cannot be fetched at all: say what, and what the rest would need
         for _, name, kind, known in to_fetch:
             folder = download_dir(kind).absolute()
