@@ -36,6 +36,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .face.models import identify_face_net
     from .model_loaders import UnsupportedModelError, load_model
 
     status = 0
@@ -43,6 +44,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         try:
             model = load_model(f)
         except UnsupportedModelError as e:
+            try:  # facexlib's detector and parser files are recognised by their tensors too
+                face_net = identify_face_net(f)
+            except UnsupportedModelError:
+                face_net = None
+            if face_net is not None:
+                print(f"{f}: {face_net.describe()}")
+                continue
             print(f"{f}: not loadable: {e}", file=sys.stderr)
             status = 1
             continue

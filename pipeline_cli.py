@@ -60,6 +60,26 @@ def load_restorer(name_or_path: str, precision: str):  # noqa: ANN201 - returns 
     return ManagedModel(load_model(path), precision=precision)
 
 
+def ensure_restore_files(model: str, detector: str) -> None:
+    """Make sure the restorer and the detector file are on disk before anything is loaded.
+
+    ``model`` is a checkpoint path or a file name in its model folder; ``detector`` one of
+    :data:`facemend.face.models.DETECTORS`. Both are checked first, missing official files are
+    downloaded (all of them tried), and every file still missing is reported in one error.
+
+    Raises:
+        MissingModelsError: lists each missing file with its folder and what to do.
+    """
+    from .face.models import DETECTOR_FILES
+    from .model_loaders.download import ensure_models
+
+    needed: list[tuple[str, str | None]] = []
+    if not Path(model).is_file():
+        needed.append((model, None))
+    needed.append((DETECTOR_FILES[detector].name, "facedetection"))
+    ensure_models(needed)
+
+
 def restore_files(args: argparse.Namespace) -> int:
     """Run the restore command; returns the exit status (1 if any input failed)."""
     from .face.models import load_face_models
@@ -67,6 +87,7 @@ def restore_files(args: argparse.Namespace) -> int:
     from .model_loaders import DownloadError, UnsupportedModelError, restore_batch, restore_faces_plan
 
     try:
+        ensure_restore_files(args.model, args.detector)  # every missing file is listed at once
         managed = load_restorer(args.model, args.precision)
         model = managed.model
         restore_faces_plan(model, args.fidelity, args.strength, 0)  # a refusion model is refused with advice

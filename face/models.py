@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from ..model_loaders import UnsupportedModelError, read_checkpoint, unwrap_state_dict
+from ..model_loaders.errors import quote_library_text, strip_ansi
 from ..model_loaders.catalog import KnownModel, known_models
 from ..model_loaders.download import download_model
 from ..runtime import ManagedModel, find_model, folder_paths_for
@@ -102,7 +104,7 @@ def _load_strict(module: nn.Module, sd: dict[str, torch.Tensor], what: str, sour
         unexpected = [k for k in sd if k not in own]
         raise UnsupportedModelError(
             f"{source}: is not a {what} checkpoint ({len(missing)} missing keys {missing[:4]}, "
-            f"{len(unexpected)} unexpected keys {unexpected[:4]}; {str(e).strip().splitlines()[-1][:200]}). "
+            f"{len(unexpected)} unexpected keys {unexpected[:4]}; {quote_library_text(strip_ansi(str(e)).strip().splitlines()[-1], 200)}). "
             "Use facexlib's release file of that name."
         ) from None
     return module.float().eval().requires_grad_(False)
@@ -134,6 +136,83 @@ def load_parsing(source: str | Path | dict[str, torch.Tensor], name: str) -> Fac
     return FaceNet(name=name, module=module, source=label)
 
 
+#: Display names of the facexlib networks, by detector / parser choice.
+FACE_NET_NAMES: dict[str, str] = {
+    "retinaface_resnet50": "RetinaFace ResNet-50 face detector",
+    "retinaface_mobile0.25": "RetinaFace MobileNet-0.25 face detector",
+    "bisenet": "BiSeNet face parser",
+    "parsenet": "ParseNet face parser",
+}
+
+
+@dataclass(frozen=True)
+class FaceNetFile:
+    """What :func:`identify_face_net` found: a facexlib detector or parser checkpoint.
+
+    Attributes:
+        choice: the value to pick in *FaceMend Load Face Detector* (a :data:`DETECTORS` or
+            :data:`PARSERS` entry).
+        widget: that node's input taking it (``detector`` or ``parser``).
+        display_name: e.g. ``RetinaFace MobileNet-0.25 face detector``.
+        file: the official facexlib file (its name is what FaceMend looks for in ``facedetection``).
+        parameters: number of network parameters.
+    """
+
+    choice: str
+    widget: str
+    display_name: str
+    file: KnownModel
+    parameters: int
+
+    def describe(self) -> str:
+        """One line: what it is, which node takes it and under which name."""
+        return (
+            f"{self.display_name} (facexlib, {self.parameters:,} parameters, licence {self.file.licence}). "
+            f"It is not a restorer: load it with 'FaceMend Load Face Detector' ({self.widget}: {self.choice}), "
+            f"which reads it from the {FOLDER} model folder as {self.file.name}."
+        )
+
+
+def _candidates() -> list[tuple[str, str, KnownModel, Callable[[], nn.Module]]]:
+    """(choice, widget, official file, builder) for every facexlib network, smallest first."""
+    return [
+        ("retinaface_mobile0.25", "detector", DETECTOR_FILES["retinaface_mobile0.25"], lambda: build_retinaface("retinaface_mobile0.25")),
+        ("bisenet", "parser", PARSER_FILES["bisenet"], lambda: build_parser("bisenet")),
+        ("parsenet", "parser", PARSER_FILES["parsenet"], lambda: build_parser("parsenet")),
+        ("retinaface_resnet50", "detector", DETECTOR_FILES["retinaface_resnet50"], lambda: build_retinaface("retinaface_resnet50")),
+    ]
+
+
+def identify_face_net(source: str | Path | dict[str, torch.Tensor]) -> FaceNetFile | None:
+    """Which facexlib detector or parser a checkpoint holds, judged by its tensors (never its name).
+
+    A network matches when the file's keys and shapes are exactly its state dict and it loads with
+    ``strict=True`` (the same load :func:`load_retinaface` / :func:`load_parsing` do).
+
+    Args:
+        source: a checkpoint file or a state dict (``module.`` prefixes are stripped).
+
+    Returns:
+        A :class:`FaceNetFile`, or ``None`` when the tensors are none of facexlib's networks.
+
+    Raises:
+        UnsupportedModelError: the file cannot be read (damaged, not a checkpoint).
+    """
+    sd = unwrap_state_dict(dict(source), "<state dict>") if isinstance(source, dict) else read_checkpoint(source)
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    for choice, widget, file, build in _candidates():
+        module = build()
+        own = module.state_dict()
+        if shapes != {k: tuple(v.shape) for k, v in own.items()}:
+            continue
+        try:
+            module.load_state_dict(sd, strict=True)
+        except RuntimeError:
+            continue
+        return FaceNetFile(choice, widget, FACE_NET_NAMES[choice], file, int(sum(p.numel() for p in module.parameters())))
+    return None
+
+
 def model_path(file: KnownModel, allow_download: bool = True) -> Path:
     """Path of ``file`` in the ``facedetection`` folder; downloaded only when it is not there.
 
@@ -144,10 +223,11 @@ def model_path(file: KnownModel, allow_download: bool = True) -> Path:
     if found is not None:
         return found
     if not allow_download:
-        where = ", ".join(str(p) for p in folder_paths_for(FOLDER))
+        folders = folder_paths_for(FOLDER)
+        where = ", ".join(str(p) for p in folders)
         raise FileNotFoundError(
             f"FaceMend: {file.name} is not in the facedetection model folder ({where}). "
-            f"Download it from {file.url} and put it there."
+            f"Download {file.url} by hand into {folders[0].absolute() / file.name}."
         )
     log.info("FaceMend: %s not found; downloading it from %s", file.name, file.url)
     return download_model(file.name, FOLDER, file.url, sha256=file.sha256)

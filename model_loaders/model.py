@@ -14,7 +14,7 @@ from torch import nn
 from ..archs.families import Family, family
 from ..archs.framing import Framing
 from ..archs.spec import ArchSpec, Hparams, StateDict
-from .errors import UnsupportedModelError
+from .errors import UnsupportedModelError, quote_library_text, strip_ansi
 from .reading import read_checkpoint, unwrap_state_dict
 from .registry import Registry
 
@@ -150,11 +150,11 @@ def build_from_state_dict(spec: ArchSpec, sd: StateDict, source: str = "<state d
     except RuntimeError as e:
         missing = [k for k in module.state_dict() if k not in sd]
         unexpected = [k for k in sd if k not in module.state_dict()]
-        detail = str(e).strip().splitlines()
+        detail = strip_ansi(str(e)).strip().splitlines()
         raise UnsupportedModelError(
             f"{source}: looks like {spec.id} ({hparams}) but does not fit it: "
             f"{len(missing)} missing keys {missing[:6]}, {len(unexpected)} unexpected keys {unexpected[:6]}; "
-            f"{detail[-1][:300] if detail else ''}"
+            f"{quote_library_text(detail[-1], 300) if detail else ''}"
         ) from None
     module.float().eval().requires_grad_(False)
     return RestorationModel(spec=spec, module=module, hparams=hparams, source=source)

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from ..face.models import DETECTOR_FILES, DETECTORS, PARSER_FILES, PARSERS, load_face_models
-from ..model_loaders import find_known, known_models, load_model
-from ..model_loaders.download import ensure_known_model
-from ..runtime import PRECISIONS, ManagedModel, find_model, list_models
+from ..model_loaders import find_known, known_models, load_model, read_checkpoint
+from ..model_loaders.download import directory_under_name, ensure_known_model
+from ..runtime import PRECISIONS, ManagedModel, download_dir, find_model, folder_paths_for, list_models
 from .spec import In, NodeDef, NodeResult, Out
 
 log = logging.getLogger("facemend")
@@ -32,22 +32,35 @@ def resolve_model_file(model_name: str) -> tuple[str, Path]:
 
     Raises:
         FileNotFoundError: not present and not downloadable, with what to do.
+        UnsupportedModelError: a directory sits in the folder under that name.
     """
     if model_name.startswith(REFUSION_PREFIX):
         name = model_name[len(REFUSION_PREFIX):]
         path = find_model("refusion", name)
         if path is None:
-            raise FileNotFoundError(f"FaceMend: {name!r} is not in the refusion model folder (models/refusion). Put the file there.")
+            raise FileNotFoundError(
+                f"FaceMend: {name!r} is not in the refusion model folder ({_folders('refusion')}). Put the file at "
+                f"{download_dir('refusion').absolute() / name}, then press R in ComfyUI, or pick another model."
+            )
         return "refusion", path
     path = find_model("facerestore_models", model_name)
     if path is not None:
         return "facerestore_models", path
+    folder_in_the_way = directory_under_name("facerestore_models", model_name)
+    if folder_in_the_way is not None:
+        read_checkpoint(folder_in_the_way)  # raises: "<path>: is a directory, not a checkpoint file. ..."
     if find_known(model_name) is not None:
         return "facerestore_models", ensure_known_model(model_name, "facerestore_models")
     raise FileNotFoundError(
-        f"FaceMend: model file {model_name!r} was not found in models/facerestore_models (nor models/GFPGAN, "
-        "models/Codeformer). The workflow may come from another machine: put the file there or pick another model."
+        f"FaceMend: model file {model_name!r} was not found in the facerestore_models model folders "
+        f"({_folders('facerestore_models')}). The workflow may come from another machine: put the file at "
+        f"{download_dir('facerestore_models').absolute() / model_name}, then press R in ComfyUI, or pick another model."
     )
+
+
+def _folders(kind: str) -> str:
+    """The real paths searched for ``kind``, for messages."""
+    return ", ".join(str(p.absolute()) for p in folder_paths_for(kind))
 
 
 class FaceMendModelLoader(NodeDef):
@@ -104,6 +117,18 @@ class FaceMendModelLoader(NodeDef):
         return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
+def default_detector() -> str:
+    """The detector choice a new Load Face Detector node starts with: one whose file is present.
+
+    ``retinaface_resnet50`` when its file is in the ``facedetection`` folder, or when no detector
+    file is (it is then downloaded on first use); ``retinaface_mobile0.25`` when only that one is.
+    """
+    present = [c for c, f in DETECTOR_FILES.items() if find_model("facedetection", f.name) is not None]
+    if "retinaface_resnet50" in present or not present:
+        return "retinaface_resnet50"
+    return present[0]
+
+
 class FaceMendDetectorLoader(NodeDef):
     """Load facexlib's RetinaFace detector and an optional face-parsing network."""
 
@@ -112,20 +137,29 @@ class FaceMendDetectorLoader(NodeDef):
     CATEGORY = "FaceMend/loaders"
     DESCRIPTION = (
         "Loads facexlib's RetinaFace face detector and, optionally, a face-parsing network (for parsing masks in Paste "
-        "Back) from the models/facedetection folder, downloading facexlib's official files on first use."
+        "Back) from the models/facedetection folder, downloading facexlib's official files on first use. Each choice "
+        "needs one file there: " + "; ".join(f"{c}: {f.name}" for c, f in {**DETECTOR_FILES, **PARSER_FILES}.items()) + "."
     )
-    INPUTS = (
-        In("detector", "COMBO", "RetinaFace backbone: resnet50 (more accurate) or mobile0.25 (much faster). File: "
-           "detection_Resnet50_Final.pth / detection_mobilenet0.25_Final.pth.", default="retinaface_resnet50",
-           options=DETECTORS),
-        In("parser", "COMBO", "Optional face-parsing network for parsing masks: bisenet (parsing_bisenet.pth) or "
-           "parsenet (parsing_parsenet.pth); none skips it.", default="none", options=PARSERS),
-    )
+
+    @classmethod
+    def inputs(cls) -> list[In]:
+        files = {c: f.name for c, f in DETECTOR_FILES.items()}
+        return [
+            In("detector", "COMBO", "RetinaFace backbone: retinaface_resnet50 (more accurate; needs "
+               f"{files['retinaface_resnet50']}) or retinaface_mobile0.25 (much faster; needs "
+               f"{files['retinaface_mobile0.25']}), in models/facedetection (downloaded on first use when missing). "
+               "The default is a detector whose file is already there.",
+               default=default_detector(), options=DETECTORS),
+            In("parser", "COMBO", "Optional face-parsing network for parsing masks: bisenet (needs "
+               f"{PARSER_FILES['bisenet'].name}) or parsenet (needs {PARSER_FILES['parsenet'].name}), in "
+               "models/facedetection; none skips it.", default="none", options=PARSERS),
+        ]
+
     OUTPUTS = (Out("FACEMEND_DETECTOR", "detector", "Face detector (and parser) for Detect and Paste Back."),)
 
     @classmethod
     def execute(cls, **kw: Any) -> NodeResult:
-        return NodeResult((load_face_models(kw.get("detector", "retinaface_resnet50"), kw.get("parser", "none")),))
+        return NodeResult((load_face_models(kw.get("detector") or default_detector(), kw.get("parser", "none")),))
 
     @classmethod
     def fingerprint(cls, **kw: Any) -> Any:

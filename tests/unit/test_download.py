@@ -87,16 +87,28 @@ def test_expected_sha_mismatch(server: str, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def _says_where(e: DownloadError, name: str, url: str, folder: Path) -> None:
+    """A download error names the file, the model folder's real path and how to fetch it by hand."""
+    msg = str(e)
+    assert msg.startswith(f"could not download {name} into the facerestore_models model folder {folder}: "), msg
+    assert msg.endswith(f"download {url} by hand into {folder / name}."), msg
+    assert e.name == name and e.url == url and e.folder == folder
+
+
 def test_truncated_response_leaves_nothing(server: str, tmp_path: Path) -> None:
-    with pytest.raises(DownloadError, match="cut off"):
-        download_model("t.pth", "facerestore_models", f"{server}/truncated.pth", dest_dir=tmp_path)
+    url = f"{server}/truncated.pth"
+    with pytest.raises(DownloadError, match="cut off") as info:
+        download_model("t.pth", "facerestore_models", url, dest_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+    _says_where(info.value, "t.pth", url, tmp_path)
 
 
 def test_404(server: str, tmp_path: Path) -> None:
-    with pytest.raises(DownloadError, match="HTTP 404"):
-        download_model("x.pth", "facerestore_models", f"{server}/missing.pth", dest_dir=tmp_path)
+    url = f"{server}/missing.pth"
+    with pytest.raises(DownloadError, match="HTTP 404") as info:
+        download_model("x.pth", "facerestore_models", url, dest_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+    _says_where(info.value, "x.pth", url, tmp_path)
 
 
 def test_non_checkpoint_content_refused(server: str, tmp_path: Path) -> None:
@@ -122,8 +134,51 @@ def test_recorded_sha_verified_on_later_loads(server: str, tmp_path: Path) -> No
 
 
 def test_unreachable_host(tmp_path: Path) -> None:
-    with pytest.raises(DownloadError, match="could not download"):
-        download_model("m.pth", "facerestore_models", "http://127.0.0.1:9/none.pth", dest_dir=tmp_path, timeout=5)
+    url = "http://127.0.0.1:9/none.pth"
+    with pytest.raises(DownloadError, match="could not download.*internet connection") as info:
+        download_model("m.pth", "facerestore_models", url, dest_dir=tmp_path, timeout=5)
+    _says_where(info.value, "m.pth", url, tmp_path)
+
+
+def test_default_folder_is_the_kinds_real_folder(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACEMEND_MODELS_DIR", str(tmp_path / "models"))
+    url = f"{server}/missing.pth"
+    with pytest.raises(DownloadError) as info:
+        download_model("GFPGANv1.4.pth", "facerestore_models", url)
+    _says_where(info.value, "GFPGANv1.4.pth", url, tmp_path / "models" / "facerestore_models")
+
+
+def test_ensure_models_tries_every_download_and_lists_every_failure(server: str, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from facemend.model_loaders import download as download_mod
+    from facemend.model_loaders.catalog import KnownModel
+    from facemend.model_loaders.download import MissingModelsError, ensure_models
+
+    monkeypatch.setenv("FACEMEND_MODELS_DIR", str(tmp_path))
+    catalog = {
+        "a.pth": KnownModel("a.pth", "facerestore_models", "x", "MIT", f"{server}/missing.pth"),
+        "det.pth": KnownModel("det.pth", "facedetection", "y", "MIT", f"{server}/truncated.pth"),
+        "ok.pth": KnownModel("ok.pth", "facedetection", "y", "MIT", f"{server}/good.pth"),
+        "manual.pth": KnownModel("manual.pth", "facerestore_models", "z", "MIT", None, "https://example.org/page"),
+    }
+    monkeypatch.setattr(download_mod, "find_known", catalog.get)
+    with pytest.raises(MissingModelsError) as info:
+        ensure_models([("a.pth", None), ("det.pth", None), ("ok.pth", None)])
+    assert len(info.value.problems) == 2  # both failures at once, not the first one only
+    text = str(info.value)
+    assert text.startswith("2 model files are missing:")
+    assert f"by hand into {tmp_path / 'facerestore_models' / 'a.pth'}" in text and "HTTP 404" in text
+    assert f"by hand into {tmp_path / 'facedetection' / 'det.pth'}" in text and "cut off" in text
+    assert (tmp_path / "facedetection" / "ok.pth").is_file()  # the good one was still fetched
+    _Handler.hits = []
+    # a file that cannot be downloaded at all: nothing is fetched, everything missing is listed
+    with pytest.raises(MissingModelsError) as info:
+        ensure_models([("manual.pth", None), ("a.pth", None), ("unknown.pth", "facerestore_models")])
+    assert _Handler.hits == []
+    text = str(info.value)
+    assert len(info.value.problems) == 3 and "https://example.org/page" in text and "unknown.pth" in text
+    assert f"{server}/missing.pth" in text
+    assert ensure_models([("ok.pth", None)]) == [tmp_path / "facedetection" / "ok.pth"]
 
 
 def test_invalid_names(tmp_path: Path) -> None:

@@ -381,6 +381,35 @@ def test_node_schemas() -> None:
                 assert i.default in i.choices()
 
 
+@pytest.mark.parametrize(("present", "expected"), [
+    ((), "retinaface_resnet50"),  # nothing there: the accurate one is downloaded on first use
+    (("detection_mobilenet0.25_Final.pth",), "retinaface_mobile0.25"),  # only the mobile one: use it
+    (("detection_Resnet50_Final.pth",), "retinaface_resnet50"),
+    (("detection_Resnet50_Final.pth", "detection_mobilenet0.25_Final.pth"), "retinaface_resnet50"),
+])
+def test_detector_default_is_a_file_that_is_present(models_dir: Path, present: tuple[str, ...], expected: str) -> None:
+    from facemend.nodes.loaders import FaceMendDetectorLoader
+
+    for name in present:
+        (models_dir / name).write_bytes(b"weights")
+    inputs = {i.id: i for i in FaceMendDetectorLoader.inputs()}
+    assert inputs["detector"].default == expected
+    assert inputs["detector"].default in inputs["detector"].choices()
+
+
+def test_detector_loader_says_which_file_each_choice_needs() -> None:
+    from facemend.face.models import DETECTOR_FILES, PARSER_FILES
+    from facemend.nodes.loaders import FaceMendDetectorLoader
+
+    inputs = {i.id: i for i in FaceMendDetectorLoader.inputs()}
+    for choice, file in DETECTOR_FILES.items():
+        assert f"{choice} (" in inputs["detector"].tooltip and f"needs {file.name}" in inputs["detector"].tooltip
+        assert f"{choice}: {file.name}" in FaceMendDetectorLoader.DESCRIPTION
+    for choice, file in PARSER_FILES.items():
+        assert f"{choice} (needs {file.name})" in inputs["parser"].tooltip
+        assert f"{choice}: {file.name}" in FaceMendDetectorLoader.DESCRIPTION
+
+
 @needs_weights
 def test_nodes_end_to_end(models_dir: Path) -> None:
     from facemend.nodes.detect import FaceMendDetect

@@ -60,9 +60,9 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (base / "refusion").mkdir()
     monkeypatch.setenv("FACEMEND_MODELS_DIR", str(base))
     monkeypatch.setattr(model_mod, "default_registry", lambda: Registry([_tiny_spec()]))
-    server_routes._cached_info.cache_clear()
+    server_routes._cached_answer.cache_clear()
     yield base / "facerestore_models"
-    server_routes._cached_info.cache_clear()
+    server_routes._cached_answer.cache_clear()
 
 
 def _sd(ch: int = 8) -> dict[str, torch.Tensor]:
@@ -192,6 +192,132 @@ def test_refusion_prefix_and_not_yet_downloaded(models_dir: Path) -> None:
     assert status == 200 and body["kind"] == "refusion" and body["arch"] == "tiny_test"
     status, body = model_info("facerestore_models", "GFPGANv1.4.pth")
     assert status == 200 and body["arch"] == "gfpgan_clean" and "not downloaded yet" in body["status"]
+    assert "will be downloaded into the facerestore_models folder on first run" in body["status"]
     assert "Apache" in body["licence"]
     status, body = model_info("facerestore_models", "nothing-known.pth")
     assert status == 404
+
+
+# --- the route judges a file the way the loader does ---------------------------------------
+
+
+def test_a_directory_under_a_model_name_is_reported_as_a_directory(models_dir: Path) -> None:
+    from facemend.model_loaders import UnsupportedModelError, read_checkpoint
+
+    for name in ("GFPGANv1.4.pth", "my_model.pth"):  # an official (downloadable) name and any other
+        folder = models_dir / name
+        folder.mkdir()
+        status, body = model_info("facerestore_models", name)
+        assert status == 422, body
+        with pytest.raises(UnsupportedModelError) as loader:
+            read_checkpoint(folder)
+        assert body["error"] == str(loader.value).replace(str(folder), name)
+        assert body["error"].startswith(f"{name}: is a directory, not a checkpoint file") and str(models_dir) not in body["error"]
+
+
+def test_the_loader_node_reports_a_directory_too(models_dir: Path) -> None:
+    from facemend.model_loaders import UnsupportedModelError
+    from facemend.nodes.loaders import resolve_model_file
+
+    (models_dir / "GFPGANv1.4.pth").mkdir()  # not downloaded over, not "not found"
+    with pytest.raises(UnsupportedModelError, match="is a directory, not a checkpoint file"):
+        resolve_model_file("GFPGANv1.4.pth")
+
+
+def test_a_file_that_differs_from_its_download_record_is_refused_as_the_loader_does(models_dir: Path) -> None:
+    from facemend.model_loaders import UnsupportedModelError, read_checkpoint
+
+    path = models_dir / "tiny.safetensors"
+    save_file(_sd(8), str(path))
+    record = models_dir / "tiny.safetensors.sha256"
+    record.write_text("ab" * 32 + "  tiny.safetensors\n")
+    status, body = model_info("facerestore_models", "tiny.safetensors")
+    assert status == 422, body
+    with pytest.raises(UnsupportedModelError) as loader:
+        read_checkpoint(path)
+    assert body["error"] == str(loader.value).replace(str(path), "tiny.safetensors")
+    assert "recorded when it was downloaded" in body["error"] and str(models_dir) not in body["error"]
+    # a record that matches (the file as downloaded): described as usual
+    import hashlib
+
+    record.write_text(hashlib.sha256(path.read_bytes()).hexdigest() + "  tiny.safetensors\n")
+    status, body = model_info("facerestore_models", "tiny.safetensors")
+    assert status == 200 and body["arch"] == "tiny_test" and "warning" not in body
+
+
+def test_an_official_name_with_another_digest_carries_a_warning(models_dir: Path) -> None:
+    from facemend.model_loaders.catalog import find_known
+
+    save_file(_sd(8), str(models_dir / "codeformer.pth.safetensors"))  # not an official name: no digest to check
+    assert "warning" not in model_info("facerestore_models", "codeformer.pth.safetensors")[1]
+    torch.save(_sd(8), models_dir / "codeformer.pth")  # official name, other bytes (a fine-tune, a test file)
+    status, body = model_info("facerestore_models", "codeformer.pth")
+    assert status == 200 and body["arch"] == "tiny_test"  # the loader loads it too
+    official = find_known("codeformer.pth").sha256
+    assert f"differs from the official codeformer.pth's {official[:16]}..." in body["warning"]
+    assert body["status"] == body["warning"] and str(models_dir) not in body["warning"]
+
+
+def test_a_missing_manual_download_says_where_to_get_it(models_dir: Path) -> None:
+    status, body = model_info("facerestore_models", "RestoreFormer++.ckpt")
+    assert status == 404
+    assert "by hand from https://drive.google.com/" in body["error"] and "facerestore_models" in body["error"]
+
+
+def test_the_loader_node_names_the_real_folder_of_a_missing_file(models_dir: Path) -> None:
+    from facemend.nodes.loaders import resolve_model_file
+
+    with pytest.raises(FileNotFoundError) as info:
+        resolve_model_file("my_finetune.pth")
+    assert f"put the file at {models_dir / 'my_finetune.pth'}" in str(info.value)
+    with pytest.raises(FileNotFoundError) as info:
+        resolve_model_file("refusion/derain.pth")
+    assert f"Put the file at {models_dir.parent / 'refusion' / 'derain.pth'}" in str(info.value)
+
+
+def test_official_files_are_described_right_before_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before codeformer_colorization.pth is downloaded the answer already says its fidelity is
+    fixed (the catalog records the variant its shapes give), and names nodes and widgets as the UI does."""
+    monkeypatch.setenv("FACEMEND_MODELS_DIR", str(tmp_path))
+    server_routes._cached_info.cache_clear()
+    status, body = model_info("facerestore_models", "codeformer_colorization.pth")
+    assert status == 200, body
+    assert body["fixed"] == {"fidelity": 0.0} and body["widgets"] == [] and body["controls"] == []
+    assert body["node_name"] == "FaceMend Codebook Restore"
+    assert body["control_widgets"]["FaceMendRestoreFaces"] == {"fidelity": False, "strength": False}
+    status, body = model_info("facerestore_models", "codeformer.pth")
+    assert body["widgets"] == ["fidelity", "per_face_fidelity"] and body["fixed"] == {}
+    assert body["control_widgets"]["FaceMendRestoreFaces"] == {"fidelity": True, "strength": False}
+    assert not any(body["control_widgets"]["FaceMendCSSFTModulate"].values())
+    status, body = model_info("facerestore_models", "GPEN-BFR-512.pth")
+    assert body["node_name"] == "FaceMend GPEN Restore" and body["input_size"] == 512
+    assert body["control_widgets"]["FaceMendRestoreFaces"] == {"fidelity": False, "strength": True}
+
+
+def test_catalog_hparams_are_what_the_official_layouts_say() -> None:
+    """The hyper-parameters the catalog records for describing a file before download agree with
+    what the registry reads from that file's official layout (tests/golden)."""
+    from facemend.model_loaders import default_registry
+    from facemend.model_loaders.catalog import find_known
+    from fm_testing.weights import load_layout
+
+    layouts = {
+        "codeformer.pth": "codebook/codeformer_layout.json",
+        "codeformer_colorization.pth": "codebook/codeformer_colorization_layout.json",
+        "codeformer_inpainting.pth": "codebook/codeformer_inpainting_layout.json",
+        "GPEN-BFR-512.pth": "gpen/layout_GPEN-BFR-512.json",
+        "GPEN-BFR-256.pth": "gpen/layout_GPEN-BFR-256.json",
+        "GPEN-Colorization-1024.pth": "gpen/layout_GPEN-Colorization-1024.json",
+        "GPEN-Inpainting-1024.pth": "gpen/layout_GPEN-Inpainting-1024.json",
+        "GPEN-Seg2face-512.pth": "gpen/layout_GPEN-Seg2face-512.json",
+        "pytorch_model.pt": "gpen/layout_GPEN-BFR-1024.json",
+        "pytorch_model-2048.pt": "gpen/layout_GPEN-BFR-2048.json",
+    }
+    registry = default_registry()
+    for name, layout in layouts.items():
+        known = find_known(name)
+        sd = {k: torch.empty(shape, device="meta") for k, shape in load_layout(layout).items()}
+        spec = registry.detect(sd)
+        assert spec.id == known.arch, name
+        hparams = spec.read_hparams(sd)
+        assert known.hparams and all(hparams[k] == v for k, v in known.hparams.items()), (name, known.hparams)

@@ -96,7 +96,7 @@ def test_truncated_pickle(tmp_path: Path) -> None:
     torch.save(tiny_state_dict(channels=64), p)
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
-    with pytest.raises(UnsupportedModelError, match=r"t\.pth.*(truncated|corrupt)"):
+    with pytest.raises(UnsupportedModelError, match=r"t\.pth is damaged or not a checkpoint: download it again"):
         read_checkpoint(p)
 
 
@@ -120,14 +120,18 @@ def test_code_running_pickle_is_refused_and_not_run(tmp_path: Path) -> None:
     p = tmp_path / "evil.pth"
     with open(p, "wb") as f:
         pickle.dump({"weight": _Evil(marker)}, f)
-    with pytest.raises(UnsupportedModelError, match="refused to unpickle"):
+    with pytest.raises(UnsupportedModelError, match="refused to unpickle") as info:
         read_checkpoint(p)
     assert not marker.exists()
+    assert "pathlib.Path.write_text" in str(info.value)  # names what the file asks to run
+    assert "damaged" not in str(info.value) and "weights_only" not in str(info.value)
     p2 = tmp_path / "evil2.pt"
     torch.save({"w": torch.zeros(1), "x": _Evil(marker)}, p2)
-    with pytest.raises(UnsupportedModelError, match="refused"):
+    with pytest.raises(UnsupportedModelError, match="refused") as info:
         read_checkpoint(p2)
     assert not marker.exists()
+    # protocol 2 (torch.save) spells the method as getattr(pathlib.Path, "write_text")
+    assert "builtins.getattr, pathlib.Path" in str(info.value) and "weights_only" not in str(info.value)
 
 
 def test_safetensors_lying_header(tmp_path: Path) -> None:
@@ -173,3 +177,113 @@ def test_reading_writes_nothing(tmp_path: Path) -> None:
     before = sorted(tmp_path.iterdir())
     read_checkpoint(p)
     assert sorted(tmp_path.iterdir()) == before
+
+
+# --- broken files are called broken; files that ask for Python objects are called that ---------
+
+_DAMAGED = "is damaged or not a checkpoint: download it again"
+
+
+def _assert_damaged(p: Path) -> str:
+    with pytest.raises(UnsupportedModelError) as info:
+        read_checkpoint(p)
+    msg = str(info.value)
+    assert msg.startswith(f"{p} {_DAMAGED}"), msg
+    assert "refused" not in msg and "Python objects" not in msg, msg
+    assert "weights_only" not in msg and "\x1b" not in msg, msg
+    return msg
+
+
+def test_random_bytes_are_damaged_not_code(tmp_path: Path) -> None:
+    p = tmp_path / "random.pth"
+    gen = torch.Generator().manual_seed(1234)
+    p.write_bytes(bytes(torch.randint(0, 256, (4096,), generator=gen, dtype=torch.uint8).tolist()))
+    assert p.read_bytes()[:2] != b"PK"
+    # torch itself calls these bytes an "unsupported operand" of its weights-only unpickler and
+    # advises weights_only=False; FaceMend must say what they are instead.
+    with pytest.raises(Exception) as torch_error:
+        torch.load(str(p), weights_only=True)
+    assert "weights_only" in str(torch_error.value) or "load key" in str(torch_error.value)
+    msg = _assert_damaged(p)
+    assert "not a pickle" in msg
+
+
+def test_truncated_zip_checkpoint_is_damaged(tmp_path: Path) -> None:
+    p = tmp_path / "cut_zip.pth"
+    torch.save(tiny_state_dict(channels=64), p)
+    data = p.read_bytes()
+    assert data[:2] == b"PK"
+    p.write_bytes(data[: len(data) * 2 // 3])
+    assert "zip archive" in _assert_damaged(p)
+
+
+def test_truncated_legacy_pickle_is_damaged(tmp_path: Path) -> None:
+    src = tmp_path / "full.pth"
+    torch.save(tiny_state_dict(channels=64), src, _use_new_zipfile_serialization=False)
+    data = src.read_bytes()
+    in_data = tmp_path / "cut_in_data.pth"  # cut in the tensor bytes after the pickles
+    in_data.write_bytes(data[: len(data) // 2])
+    _assert_damaged(in_data)
+    in_pickle = tmp_path / "cut_in_pickle.pth"  # cut inside the object pickle itself
+    in_pickle.write_bytes(data[:300])
+    assert "ends in the middle of its pickle" in _assert_damaged(in_pickle)
+
+
+def test_html_error_page_saved_as_pth_is_damaged(tmp_path: Path) -> None:
+    p = tmp_path / "page.pth"
+    p.write_bytes(b"<!DOCTYPE html><html><body>Rate limit exceeded</body></html>")
+    _assert_damaged(p)
+
+
+class CustomConfig:
+    """A user class pickled into a checkpoint (torch.save of a dict holding it)."""
+
+    def __init__(self) -> None:
+        self.lr = 0.1
+
+
+def test_zip_pickle_of_a_custom_class_asks_for_python_objects(tmp_path: Path) -> None:
+    p = tmp_path / "with_config.pth"
+    torch.save({"w": torch.zeros(2), "config": CustomConfig()}, p)
+    with pytest.raises(UnsupportedModelError) as info:
+        read_checkpoint(p)
+    msg = str(info.value)
+    assert msg.startswith(f"{p}: refused to unpickle: the file asks to run or construct Python objects"), msg
+    assert "CustomConfig" in msg and "damaged" not in msg and "weights_only" not in msg, msg
+
+
+def test_pickle_globals_lists_references_without_running_them(tmp_path: Path) -> None:
+    from facemend.model_loaders.reading import allowed_globals, pickle_globals
+
+    p = tmp_path / "ok.pth"
+    torch.save(tiny_state_dict(), p)
+    refs = pickle_globals(p)
+    assert "torch._utils._rebuild_tensor_v2" in refs and all(r in allowed_globals() for r in refs)
+    marker = tmp_path / "marker.txt"
+    q = tmp_path / "evil.pkl.pth"
+    with open(q, "wb") as f:
+        pickle.dump(_Evil(marker), f, protocol=4)  # STACK_GLOBAL, memoised strings
+    assert "pathlib.Path.write_text" in pickle_globals(q)
+    assert not marker.exists()
+
+
+def test_library_text_is_cleaned_before_it_is_quoted() -> None:
+    from facemend.model_loaders.errors import quote_library_text, shorten
+    from facemend.model_loaders.reading import library_reason
+
+    coloured = "\x1b[31mRuntimeError\x1b[0m: \x1b[1mPytorchStreamReader failed\x1b[0m reading zip archive"
+    assert quote_library_text(coloured) == "RuntimeError: PytorchStreamReader failed reading zip archive"
+    torch_like = pickle.UnpicklingError(
+        "Weights only load failed. This file can still be loaded, to do so you have two options, \x1b[1mdo those "
+        "steps only if you trust the source of the checkpoint\x1b[0m.\n\t(1) Re-running `torch.load` with "
+        "`weights_only` set to `False` will likely succeed, but it can result in arbitrary code execution.\n"
+        "Please file an issue with the following so that we can make `weights_only=True` compatible with your "
+        "use case: WeightsUnpickler error: Unsupported operand 149"
+    )
+    assert library_reason(torch_like) == "Unsupported operand 149"
+    long = "word " * 100
+    short = shorten(long, 50)
+    assert len(short) <= 50 and short.endswith("...") and short[:-3].split()[-1] == "word"
+    assert shorten("PytorchStreamReader failed reading zip archive: failed finding central directory", 41) == (
+        "PytorchStreamReader failed reading zip..."
+    )
