@@ -279,7 +279,7 @@ def test_official_files_are_described_right_before_download(tmp_path: Path, monk
     """Before codeformer_colorization.pth is downloaded the answer already says its fidelity is
     fixed (the catalog records the variant its shapes give), and names nodes and widgets as the UI does."""
     monkeypatch.setenv("FACEMEND_MODELS_DIR", str(tmp_path))
-    server_routes._cached_info.cache_clear()
+    server_routes._cached_answer.cache_clear()
     status, body = model_info("facerestore_models", "codeformer_colorization.pth")
     assert status == 200, body
     assert body["fixed"] == {"fidelity": 0.0} and body["widgets"] == [] and body["controls"] == []
