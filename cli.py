@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GFPGAN: CS-SFT modulation strength; GPEN: blend with the input (0-1)")
     s.add_argument("--precision", default="auto", choices=list(PRECISIONS), help="compute precision")
     s.add_argument("--threshold", type=float, default=DETECT.threshold, help="face detection confidence threshold")
+    s.add_argument("--auto-fidelity", action="store_true",
+                   help="restore each face only as much as it needs: its fidelity (codebook) or strength (GFPGAN, "
+                        "GPEN) follows its degradation score; --fidelity/--strength is what a ruined face gets")
+    s.add_argument("--skip-below", type=float, default=0.0, metavar="SCORE",
+                   help="leave faces whose degradation score (0 = clean, 1 = ruined) is below SCORE untouched")
     s.set_defaults(func=_cmd_restore)
     return p
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .face.settings import DETECT
 
 log = logging.getLogger("facemend")
 
@@ -81,10 +80,14 @@ def ensure_restore_files(model: str, detector: str) -> None:
 
 
 def restore_files(args: argparse.Namespace) -> int:
-    """Run the restore command; returns the exit status (1 if any input failed)."""
+    """Run the restore command; returns the exit status (1 if any input failed).
+
+    One pass per image through :func:`facemend.face.restore.restore_faces`, the code the Restore
+    Faces node runs, with the same defaults and options (``--auto-fidelity``, ``--skip-below``).
+    """
     from .face.models import load_face_models
-    from .face.pipeline import detect_and_align, paste_back
-    from .model_loaders import DownloadError, UnsupportedModelError, restore_batch, restore_faces_plan
+    from .face.restore import RestoreOptions, restore_faces
+    from .model_loaders import DownloadError, UnsupportedModelError, restore_faces_plan
 
     try:
         ensure_restore_files(args.model, args.detector)  # every missing file is listed at once
@@ -95,25 +98,19 @@ def restore_files(args: argparse.Namespace) -> int:
     except (UnsupportedModelError, DownloadError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    options = RestoreOptions(fidelity=args.fidelity, strength=args.strength, threshold=args.threshold,
+                             auto=args.auto_fidelity, leave_alone_below=args.skip_below)
     print(f"model: {managed.model.describe()}")
     status = 0
     for src in args.inputs:
         try:
             frames = read_rgb(src)
-            det = detect_and_align(
-                faces_models, frames, threshold=args.threshold, crop_size=model.input_size or DETECT.crop_size,
-                alignment=model.framing.fit, framing=model.framing,
-            )
-            if det.crops.shape[0] == 0:
+            result = restore_faces(faces_models, managed, frames, options)
+            if len(result.faces) == 0:
                 log.warning("FaceMend: no face found in %s; writing it unchanged", src)
-                result = frames
-            else:
-                plan = restore_faces_plan(model, args.fidelity, args.strength, det.crops.shape[0])
-                restored = restore_batch(managed, det.crops, plan)
-                result, _ = paste_back(frames, restored, det.faces)
             out = args.output / (src.stem + ".png")
-            write_rgb(out, result)
-            print(f"{src} -> {out} ({det.crops.shape[0]} face(s))")
+            write_rgb(out, result.image)
+            print(f"{src} -> {out} ({len(result.faces)} face(s)): {result.summary(model)}")
         except (ValueError, OSError) as e:
             print(f"error: {src}: {e}", file=sys.stderr)
             status = 1

@@ -27,6 +27,9 @@ class Family:
         restore_faces_widget: the widget of 'FaceMend Restore Faces' that steers this family, or
             ``None`` when Restore Faces does not take the family at all.
         packages: ``archs/<package>`` folders that hold the family's architectures.
+        auto_clean: with Restore Faces' automatic per-face mode, the value its widget takes for a
+            clean face (degradation score 0); a ruined face (score 1) gets the widget's own value,
+            faces in between a linear mix. ``None``: no automatic mode.
     """
 
     id: str
@@ -36,17 +39,21 @@ class Family:
     widgets: tuple[str, ...]
     restore_faces_widget: str | None
     packages: tuple[str, ...]
+    auto_clean: float | None = None
 
 
 FAMILIES: tuple[Family, ...] = (
     Family("gfpgan", "GFP-GAN face restorer", "FaceMendCSSFTModulate", "FaceMend CS-SFT Modulate",
-           ("strength", "strength_coarse", "strength_fine", "noise", "seed"), "strength", ("gfpgan",)),
+           ("strength", "strength_coarse", "strength_fine", "noise", "seed", "per_face_strength"), "strength", ("gfpgan",),
+           auto_clean=1.5),  # a clean face: stronger CS-SFT, closer to the input
     Family("codebook", "codebook face restorer", "FaceMendCodebookRestore", "FaceMend Codebook Restore",
-           ("fidelity", "per_face_fidelity"), "fidelity", ("codeformer", "restoreformer", "vqfr")),
+           ("fidelity", "per_face_fidelity"), "fidelity", ("codeformer", "restoreformer", "vqfr"),
+           auto_clean=1.0),  # a clean face: full fidelity, its identity kept
     Family("refusion", "diffusion refiner", "FaceMendDiffusionRefine", "FaceMend Diffusion Refine",
            ("sampler", "steps", "max_sigma", "eps", "schedule", "seed", "strength"), None, ("refusion",)),
     Family("gpen", "GPEN face restorer", "FaceMendGPENRestore", "FaceMend GPEN Restore",
-           ("strength", "normalize", "per_face_strength"), "strength", ("gpen",)),
+           ("strength", "normalize", "per_face_strength"), "strength", ("gpen",),
+           auto_clean=0.0),  # a clean face: GPEN's blend at 0, the input kept
 )
 
 

@@ -77,7 +77,6 @@ Back's per-face opacity: leave good faces alone), :func:`smooth_along_tracks` (v
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, fields
 
 import torch
@@ -89,7 +88,7 @@ from .tracking import smooth_tracks
 __all__ = [
     "CUE_NAMES", "DEFAULT_SETTINGS", "Cues", "FaceQuality", "Measures", "QualitySettings", "anchor_ramp",
     "assess_faces", "combine_cues", "cues_from_measures", "degradation_cues", "degradation_score",
-    "fidelity_from_score", "format_values", "measure_faces", "opacity_from_score", "parse_values",
+    "fidelity_from_score", "format_values", "measure_faces", "opacity_from_score",
     "smooth_along_tracks", "source_scale", "strength_from_score",
 ]
 
@@ -338,38 +337,9 @@ def smooth_along_tracks(
 
 
 def format_values(values: torch.Tensor | list[float], digits: int = 2) -> str:
-    """``(N,)`` values -> ``"0.12, 0.80"`` (empty string for no faces); :func:`parse_values` reads it back."""
+    """``(N,)`` values -> ``"0.12, 0.80"`` (empty string for no faces); ``facemend.nodes.inputs.parse_per_face`` reads it back."""
     seq = values.tolist() if isinstance(values, torch.Tensor) else list(values)
     return ", ".join(f"{float(v):.{digits}f}" for v in seq)
-
-
-def parse_values(text: str | None, what: str, low: float = 0.0, high: float = 1.0) -> list[float] | None:
-    """``"0.12, 0.80"`` (commas, semicolons or spaces) -> ``[0.12, 0.8]``; empty or blank -> ``None``.
-
-    For per-face STRING widgets (e.g. a Paste Back per-face opacity fed by Face Quality's
-    ``opacity`` output).
-
-    Args:
-        text: the widget's text.
-        what: how errors name it, e.g. ``"FaceMend Paste Back: per_face_opacity"``.
-        low, high: the allowed range (inclusive).
-
-    Raises:
-        ValueError: an entry that is not a number or lies outside ``[low, high]`` (named by position).
-    """
-    if text is None or not text.strip():
-        return None
-    out: list[float] = []
-    for i, part in enumerate((p for p in re.split(r"[,;\s]+", text.strip()) if p), start=1):
-        try:
-            v = float(part)
-        except ValueError:
-            raise ValueError(f"{what}: entry {i} ({part!r}) is not a number; write numbers separated by commas, "
-                             f"e.g. '{low:g}, {high:g}'.") from None
-        if not (math.isfinite(v) and low <= v <= high):
-            raise ValueError(f"{what}: entry {i} is {part}; each value must be between {low:g} and {high:g}.")
-        out.append(v)
-    return out
 
 
 @dataclass(frozen=True)

@@ -130,12 +130,19 @@ def plan_controls(model: Any, values: Mapping[str, Value | None], count: int) ->
     return ControlPlan(controls, per_item, applied, tuple(notes))
 
 
-def restore_faces_plan(model: Any, fidelity: float, strength: float, count: int) -> ControlPlan:
+def restore_faces_plan(
+    model: Any, fidelity: float, strength: float, count: int, scores: Sequence[float] | None = None
+) -> ControlPlan:
     """Restore Faces' (and ``facemend restore``'s) mapping onto ``model``.
 
     The family's own Restore Faces widget (family table) drives the model; the family node's other
     widgets take their defaults (:data:`RESTORE`), so the result equals the modular chain with
     that node at its defaults. The other Restore Faces widget is reported as not applying.
+
+    With ``scores`` (one degradation score in ``[0, 1]`` per face, see
+    :func:`facemend.face.quality.assess_faces`), each face gets its own value of that widget:
+    ``clean + (widget - clean) * score``, ``clean`` being the family's ``auto_clean`` (a clean
+    face keeps its identity, a ruined one gets the widget's value).
 
     Raises:
         ValueError: a model whose family Restore Faces does not run (e.g. a diffusion refiner).
@@ -151,6 +158,9 @@ def restore_faces_plan(model: Any, fidelity: float, strength: float, count: int)
     widgets = {"fidelity": fidelity, "strength": strength}
     values: dict[str, Value | None] = {w: getattr(RESTORE, w) for w in row.widgets if hasattr(RESTORE, w)}
     values[own] = widgets[own]
+    if scores is not None and row.auto_clean is not None:
+        clean, ruined = row.auto_clean, widgets[own]
+        values[own] = [clean + (ruined - clean) * float(s) for s in scores]
     plan = plan_controls(model, values, count)
     ignored = tuple(
         f"{name} does not apply to {model.spec.display_name} ({model.arch}); the value is ignored"

@@ -18,10 +18,10 @@ import torch
 from ..face.color import COLOR_MODES
 from ..face.masks import MASK_MODES
 from ..face.models import FaceModels
-from ..face.pipeline import detect_and_align, paste_back
+from ..face.restore import RestoreOptions, restore_faces
 from ..face.selection import SELECTIONS
 from ..face.settings import DETECT, PASTE
-from ..model_loaders import RESTORE, restore_batch, restore_faces_plan
+from ..model_loaders import RESTORE, restore_faces_plan
 from ..runtime import Progress
 from .images import check_finite, rgb_view
 from .spec import In, NodeDef, NodeResult, Out
@@ -67,6 +67,13 @@ class FaceMendRestoreFaces(NodeDef):
            options=COLOR_MODES),
         In("opacity", "FLOAT", "How strongly the restored faces replace the original ones (1 = fully).",
            default=PASTE.opacity, min=0.0, max=1.0, step=0.01),
+        In("auto_per_face", "BOOLEAN", "Restore each face only as much as it needs: its fidelity (codebook models) or "
+           "strength (GFPGAN, GPEN) follows its degradation score (see 'FaceMend Face Quality'). A ruined face gets "
+           "the fidelity/strength above, a clean face keeps its identity (fidelity 1; GFPGAN strength 1.5; GPEN "
+           "strength 0), faces in between a mix.", default=False, optional=True),
+        In("leave_alone_below", "FLOAT", "Faces whose degradation score is below this are not restored at all: the "
+           "output there is the input, bit for bit (0 = restore every face; 0.15 leaves sharp, well-lit faces "
+           "alone).", default=0.0, min=0.0, max=1.0, step=0.01, optional=True),
     )
     OUTPUTS = (
         Out("IMAGE", "image", "The image(s) with the chosen faces restored."),
@@ -98,30 +105,22 @@ class FaceMendRestoreFaces(NodeDef):
         image: torch.Tensor = kw["image"]
         frames = rgb_view(image)
         check_finite(frames)
+        options = RestoreOptions(
+            fidelity=fidelity, strength=strength, select=kw.get("select", DETECT.select),
+            indices=kw.get("indices", DETECT.indices), mask=mask_mode, color=kw.get("color_correction", PASTE.color),
+            opacity=float(kw.get("opacity", PASTE.opacity)), auto=bool(kw.get("auto_per_face", False)),
+            leave_alone_below=float(kw.get("leave_alone_below", 0.0)),
+        )
         # One bar for the whole node: a step per frame detected, then per face restored and pasted.
         progress = Progress(frames.shape[0], NODE_NAME)
         try:
-            det = detect_and_align(
-                models, frames, select=kw.get("select", DETECT.select), indices=kw.get("indices", DETECT.indices),
-                crop_size=model.input_size or DETECT.crop_size, alignment=model.framing.fit, framing=model.framing,
-                progress=progress,
-            )
-            n = len(det.faces)
-            if n == 0:
-                b, h, w = frames.shape[0], frames.shape[2], frames.shape[3]
-                out = image if image.shape[-1] == 3 else frames.permute(0, 2, 3, 1).contiguous()
-                return NodeResult((out, torch.zeros(b, h, w)), ui={"text": ["no face found: image passed through"]})
-            progress.extend(frames.shape[0] + 2 * n)
-            plan = restore_faces_plan(model, fidelity, strength, n)
-            restored = restore_batch(managed, det.crops, plan, progress=progress)
-            result, mask = paste_back(
-                frames, restored, det.faces, mask=mask_mode, color=kw.get("color_correction", PASTE.color),
-                opacity=float(kw.get("opacity", PASTE.opacity)), models=models, progress=progress,
-            )
+            result = restore_faces(models, managed, frames, options, progress=progress)
         finally:
             progress.close()
-        text = f"{n} face(s) in {det.faces.num_frames} frame(s) restored; {plan.summary(model)}"
-        return NodeResult((result.permute(0, 2, 3, 1), mask), ui={"text": [text]})
+        if len(result.faces) == 0:
+            out = image if image.shape[-1] == 3 else frames.permute(0, 2, 3, 1).contiguous()
+            return NodeResult((out, result.mask), ui={"text": [result.summary(model)]})
+        return NodeResult((result.image.permute(0, 2, 3, 1), result.mask), ui={"text": [result.summary(model)]})
 
 
 NODES: list[type[NodeDef]] = [FaceMendRestoreFaces]

@@ -64,7 +64,8 @@ class FaceMendDetect(NodeDef):
            max=8192, step=32),
         In("framing", "COMBO", "Face framing of the crops: ffhq (GFP-GAN, CodeFormer, RestoreFormer, VQFR) or gpen "
            "(GPEN was trained on its own, smaller framing; its official alignment is least-squares). Restore Faces "
-           "picks the model's own framing by itself.", default=DETECT.framing, options=lambda: list(framings())),
+           "picks the model's own framing by itself.", default=DETECT.framing, options=lambda: list(framings()),
+           optional=True),
     )
     OUTPUTS = (
         Out("IMAGE", "crops", "Aligned face crops (one per kept face, frame by frame, in the chosen order); one flat "

@@ -11,7 +11,7 @@ from ..archs.gfpgan import NOISE_MODES
 from ..model_loaders import RESTORE, plan_controls, restore_batch
 from ..runtime import Progress
 from .images import NO_FACE, bchw_to_image, image_to_bchw, is_placeholder
-from .inputs import require_family
+from .inputs import parse_per_face, require_family
 from .spec import In, NodeDef, NodeResult, Out
 
 log = logging.getLogger("facemend")
@@ -95,6 +95,11 @@ class FaceMendCSSFTModulate(NodeDef):
             "seed", "INT", default=RESTORE.seed, min=0, max=0xFFFFFFFFFFFFFFFF, optional=True,
             tooltip="Noise seed when noise is 'random' (face k of the batch uses seed + k). Ignored for 'stored'.",
         ),
+        In(
+            "per_face_strength", "STRING", default="", optional=True,
+            tooltip="Optional: one strength per crop, comma-separated in batch order (0-3, e.g. the strength output of "
+            "'FaceMend Face Quality'), overriding 'strength'; a single value applies to every crop.",
+        ),
     )
     OUTPUTS = (Out("IMAGE", "crops", "Restored face crops, same size and order as the input crops."),)
 
@@ -108,6 +113,7 @@ class FaceMendCSSFTModulate(NodeDef):
         strength_fine: float = RESTORE.strength_fine,
         noise: str = RESTORE.noise,
         seed: int = RESTORE.seed,
+        per_face_strength: str = "",
     ) -> NodeResult:
         """Restore ``crops`` (IMAGE ``(B, S, S, C)`` in ``[0, 1]``) with ``model`` (a gfpgan-family ``ManagedModel``).
 
@@ -126,7 +132,11 @@ class FaceMendCSSFTModulate(NodeDef):
         if b == 0 or is_placeholder(crops):  # no face upstream: pass it through, run nothing
             return NodeResult((crops,), ui={"text": [NO_FACE]})
         x, note = check_crop_range(x)
-        values = {"strength": float(strength), "strength_coarse": float(strength_coarse),
+        per_face = parse_per_face(per_face_strength, "per_face_strength", cls.DISPLAY_NAME, high=3.0)
+        if per_face is not None and len(per_face) not in (1, b):
+            raise ValueError(f"{cls.DISPLAY_NAME}: per_face_strength has {len(per_face)} values for {b} crops; give one "
+                             "value per crop (in batch order) or a single value.")
+        values = {"strength": per_face if per_face is not None else float(strength), "strength_coarse": float(strength_coarse),
                   "strength_fine": float(strength_fine), "noise": noise, "seed": int(seed)}
         plan = plan_controls(model.model, values, b)
         progress = Progress(b, desc="FaceMend CS-SFT")
@@ -135,10 +145,10 @@ class FaceMendCSSFTModulate(NodeDef):
         finally:
             progress.close()
         lines = [
-            f"{b} face(s), {model.model.arch}, strength {strength:g} "
+            f"{b} face(s), {model.model.arch}, strength {plan.applied.get('strength', f'{strength:g}')} "
             f"(coarse x{strength_coarse:g}, fine x{strength_fine:g}), noise {noise}"
         ]
-        size = model.model.spec.input_size
+        size = model.model.input_size
         if size is not None and (h, w) != (size, size):
             lines.append(f"{w}x{h} crops were resized to {size} and back")
         if note:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from ..face.color import COLOR_MODES
 from ..face.masks import MASK_MODES
 from ..face.models import FaceModels
@@ -12,6 +14,7 @@ from ..face.records import FaceSet
 from ..face.settings import PASTE
 from ..runtime import Progress
 from .images import check_finite, rgb_view
+from .inputs import parse_per_face
 from .spec import In, NodeDef, NodeResult, Out
 
 
@@ -43,6 +46,9 @@ class FaceMendPasteBack(NodeDef):
            "nose, mouth, hair, ears, neck.", default=PASTE.parse_classes),
         In("detector", "FACEMEND_DETECTOR", "Needed for parsing masks: a detector loaded with a parser "
            "(bisenet or parsenet).", optional=True),
+        In("per_face_opacity", "STRING", "Optional: one opacity per face, comma-separated in face order (e.g. the "
+           "opacity output of 'FaceMend Face Quality'), multiplied with 'opacity'. A face at 0 is left untouched: "
+           "the output there is the input, bit for bit.", default="", optional=True),
     )
     OUTPUTS = (
         Out("IMAGE", "image", "The image with the crops blended in."),
@@ -62,11 +68,18 @@ class FaceMendPasteBack(NodeDef):
         if len(faces) == 0:  # Detect kept no face: its crops are a placeholder (or empty); nothing to paste
             crops = crops[:0]
         check_finite(frames)
+        opacity = float(kw.get("opacity", PASTE.opacity))
+        per_face = parse_per_face(kw.get("per_face_opacity"), "per_face_opacity", cls.DISPLAY_NAME)
+        if per_face is not None and len(faces):
+            if len(per_face) not in (1, len(faces)):
+                raise ValueError(f"{cls.DISPLAY_NAME}: per_face_opacity has {len(per_face)} values for {len(faces)} faces; "
+                                 "give one per face (in face order) or a single value.")
+            opacity = opacity * torch.tensor(per_face if len(per_face) > 1 else per_face * len(faces))
         progress = Progress(max(len(faces), 1), "FaceMend paste")
         image, mask = paste_back(
             frames, crops, faces, mask=kw.get("mask", PASTE.mask), erode=kw.get("erode", PASTE.erode),
             feather=kw.get("feather", PASTE.feather), color=kw.get("color_correction", PASTE.color),
-            opacity=kw.get("opacity", PASTE.opacity), models=models,
+            opacity=opacity, models=models,
             parse_classes=kw.get("parse_classes", PASTE.parse_classes), progress=progress,
         )
         progress.close()

@@ -10,8 +10,10 @@ What it checks, in the page ComfyUI serves:
 2. a node with a model-file combo shows what the chosen file is, as soon as it is chosen
    through the widget (the architecture when a registered architecture's layout is available
    under ``tests/golden``, otherwise the server's readable error), identical to the route's answer;
-3. after a run, a FaceMend node's preview carries numbered face boxes, drawn where the node's
-   ``facemend_faces`` say;
+   at the loader's default width the whole text is visible;
+3. after a run, each FaceMend node shows its summary on the node (a picture without faces runs
+   through Detect, Codebook Restore and Paste Back, and each says so); a model wired into a node
+   of another family greys out that node's controls and flags it on the canvas before Run;
 4. every example workflow is listed and served by ComfyUI's template route (with its thumbnail),
    loads without missing nodes, and the frontend's own API conversion (``graphToPrompt``) equals
    ``fm_testing.workflows.ui_to_api``, which the live tests use to run them;
@@ -41,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE / "artifacts"
 GOLDEN = HERE.parents[1] / "tests" / "golden"
 FACE_IMAGE = "fm_astronaut.png"  # written by conftest.py into the server's input folder
+NO_FACE_IMAGE = "fm_no_face.png"  # likewise
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -234,10 +237,10 @@ def _open_comfyui(browser: CDP, comfy) -> None:  # noqa: ANN001
     )
     names = browser.wait_for(
         """(() => { const n = (window.comfyAPI.app.app.extensions ?? []).map(e => e.name);
-             return n.includes('FaceMend.ModelInfo') && n.includes('FaceMend.FaceBoxes') ? n : null })()""",
+             return n.includes('FaceMend.ModelInfo') && n.includes('FaceMend.Summary') ? n : null })()""",
         timeout=60, what="FaceMend extensions",
     )
-    assert "FaceMend.ModelInfo" in names and "FaceMend.FaceBoxes" in names
+    assert "FaceMend.ModelInfo" in names and "FaceMend.Summary" in names
     # Node types are registered, and the start-up workflow is loaded (so it won't replace ours).
     browser.wait_for(
         """(() => { const t = window.LiteGraph.registered_node_types;
@@ -297,35 +300,95 @@ def test_model_info_appears_when_a_file_is_chosen(browser: CDP, comfy, live_comf
     assert "facemend" not in saved.lower() and name in saved
 
 
-def test_face_boxes_are_drawn_on_the_preview(browser: CDP, comfy, probe_model: str) -> None:  # noqa: ANN001
+def _write_codeformer(live_comfy) -> str:  # noqa: ANN001
+    from fm_testing.checkpoints import official, write_official
+
+    f = official("codeformer.pth")
+    if not (live_comfy.models[f.kind] / f.name).is_file():
+        write_official(live_comfy.models[f.kind], f)
+    return f.name
+
+
+def test_info_box_shows_all_of_its_text_at_the_default_width(browser: CDP, comfy, live_comfy) -> None:  # noqa: ANN001
+    name = _write_codeformer(live_comfy)
+    comfy.object_info(refresh=True)
+    _open_comfyui(browser, comfy)
+    browser.evaluate(f"""(() => {{
+        const app = window.comfyAPI.app.app, node = window.LiteGraph.createNode('FaceMendModelLoader');
+        node.pos = [60, 80]; app.graph.add(node); window.__fmLoader = node;
+        const w = node.widgets.find(w => w.name === 'model_name');
+        w.setValue({json.dumps(name)}, {{ node, canvas: app.canvas }});
+        return true }})()""")
+    browser.wait_for("window.__fmLoader.facemendModelInfo?.arch === 'codeformer'", timeout=60, what="CodeFormer's info")
+    time.sleep(0.5)
+    box = browser.evaluate("""(() => { const n = window.__fmLoader, el = n.facemendInfoElement;
+        return { text: el.textContent, scroll: el.scrollHeight, client: el.clientHeight, width: n.size[0] } })()""")
+    assert "use with: FaceMend Codebook Restore" in box["text"] and "controls: fidelity, per_face_fidelity" in box["text"]
+    assert box["scroll"] <= box["client"] + 1, f"the info text is cut off: {box}"
+    browser.evaluate("window.comfyAPI.app.app.canvas.setDirty(true, true)")
+    time.sleep(0.5)
+    assert browser.screenshot(ARTIFACTS / "browser_info_box.png").stat().st_size > 10_000
+
+
+def test_node_summaries_after_a_run_without_faces(browser: CDP, comfy, live_comfy) -> None:  # noqa: ANN001
+    name = _write_codeformer(live_comfy)
+    comfy.object_info(refresh=True)
+    _open_comfyui(browser, comfy)
+    browser.evaluate(f"""(() => {{
+        const app = window.comfyAPI.app.app, LG = window.LiteGraph, add = (type, x, y) => {{
+            const n = LG.createNode(type); n.pos = [x, y]; app.graph.add(n); return n }};
+        const load = add('LoadImage', 10, 40);
+        load.widgets.find(w => w.name === 'image').value = {json.dumps(NO_FACE_IMAGE)};
+        const det = add('FaceMendDetectorLoader', 10, 420);
+        det.widgets.find(w => w.name === 'detector').value = 'retinaface_mobile0.25';
+        const model = add('FaceMendModelLoader', 10, 560);
+        model.widgets.find(w => w.name === 'model_name').value = {json.dumps(name)};
+        const detect = add('FaceMendDetect', 360, 40);
+        detect.widgets.find(w => w.name === 'crop_size').value = 256;
+        const restore = add('FaceMendCodebookRestore', 700, 40);
+        const paste = add('FaceMendPasteBack', 700, 260);
+        const save = add('SaveImage', 1040, 40);
+        save.widgets.find(w => w.name === 'filename_prefix').value = 'fm_browser/no_face_' + Date.now();
+        det.connect(0, detect, 0); load.connect(0, detect, 1);
+        detect.connect(0, restore, 0); model.connect(0, restore, 1);
+        load.connect(0, paste, 0); restore.connect(0, paste, 1); detect.connect(1, paste, 2);
+        paste.connect(0, save, 0);
+        window.__fm = {{ detect, restore, paste }};
+        return true }})()""")
+    browser.evaluate("window.comfyAPI.app.app.queuePrompt(0, 1).then(() => true)")
+    texts = browser.wait_for(
+        """(() => { const f = window.__fm; return f.paste.facemendSummary ? { detect: f.detect.facemendSummary,
+             restore: f.restore.facemendSummary, paste: f.paste.facemendSummary } : null })()""",
+        timeout=300, what="the node summaries")
+    assert texts["detect"] == "no face found: image passed through", texts
+    assert "nothing restored" in texts["restore"] and "passed through" in texts["paste"], texts
+    saved = browser.evaluate("JSON.stringify(window.__fm.detect.serialize().widgets_values)")
+    assert "no face" not in saved, "the summary is never saved in the workflow"
+    browser.evaluate("window.comfyAPI.app.app.canvas.setDirty(true, true)")
+    time.sleep(0.5)
+    assert browser.screenshot(ARTIFACTS / "browser_no_face_summary.png").stat().st_size > 10_000
+
+
+def test_a_model_in_a_node_of_another_family_is_flagged_before_run(browser: CDP, comfy, live_comfy) -> None:  # noqa: ANN001
+    name = _write_codeformer(live_comfy)
+    comfy.object_info(refresh=True)
     _open_comfyui(browser, comfy)
     browser.evaluate(f"""(() => {{
         const app = window.comfyAPI.app.app, LG = window.LiteGraph;
-        const load = LG.createNode('LoadImage'); load.pos = [20, 60]; app.graph.add(load);
-        load.widgets.find(w => w.name === 'image').value = {json.dumps(FACE_IMAGE)};
-        const probe = LG.createNode('FaceMendProbeAllInputs'); probe.pos = [380, 60]; app.graph.add(probe);
-        probe.widgets.find(w => w.name === 'model_name').value = {json.dumps(probe_model)};
-        probe.widgets.find(w => w.name === 'label').value = 'browser ' + Date.now();
-        probe.setSize([520, 760]);
-        load.connect(0, probe, 0);
-        window.__fmProbe = probe;
+        const model = LG.createNode('FaceMendModelLoader'); model.pos = [20, 80]; app.graph.add(model);
+        const modulate = LG.createNode('FaceMendCSSFTModulate'); modulate.pos = [420, 80]; app.graph.add(modulate);
+        model.connect(0, modulate, 1);
+        model.widgets.find(w => w.name === 'model_name').setValue({json.dumps(name)}, {{ node: model, canvas: app.canvas }});
+        window.__fm = {{ modulate }};
         return true }})()""")
-    browser.evaluate("window.comfyAPI.app.app.queuePrompt(0, 1).then(() => true)")
-    browser.wait_for("window.__fmProbe.facemendAnnotated?.length === 1", timeout=120, what="annotated preview")
-    # Sample the annotated preview: face 0's box is [0.25w, 0.2h, 0.75w, 0.8h] on the 512 px photo.
-    pixels = browser.evaluate("""(() => {
-        const img = window.__fmProbe.imgs[0], c = document.createElement('canvas');
-        c.width = img.naturalWidth; c.height = img.naturalHeight;
-        const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
-        const px = (x, y) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3));
-        return { size: [c.width, c.height], edge: px(128, 256), inside: px(256, 256), faces: window.__fmProbe.facemendFaces.length };
-    })()""")
-    assert pixels["size"] == [512, 512] and pixels["faces"] == 2
-    assert pixels["edge"] == [0, 229, 255], pixels  # face 0's colour, #00e5ff
-    assert pixels["inside"] != [0, 229, 255]
+    state = browser.wait_for("""(() => { const m = window.__fm.modulate; return m.facemendWarning ? {
+        warning: m.facemendWarning, greyed: m.widgets.filter(w => w.disabled).map(w => w.name) } : null })()""",
+        timeout=60, what="the wrong-family warning")
+    assert state["warning"] == "⚠ CodeFormer belongs in FaceMend Codebook Restore"
+    assert {"strength", "strength_coarse", "strength_fine", "noise", "seed"} <= set(state["greyed"]), state
     browser.evaluate("window.comfyAPI.app.app.canvas.setDirty(true, true)")
     time.sleep(0.5)
-    assert browser.screenshot(ARTIFACTS / "browser_face_boxes.png").stat().st_size > 10_000
+    assert browser.screenshot(ARTIFACTS / "browser_wrong_family.png").stat().st_size > 10_000
 
 
 # --- example workflows ----------------------------------------------------------------------

@@ -88,7 +88,7 @@ def restore(image: torch.Tensor, model: ManagedModel, detector: FaceModels, **kw
 def test_schema_explains_which_control_applies_to_which_model() -> None:
     assert FaceMendRestoreFaces in all_nodes()
     inputs = {i.id: i for i in FaceMendRestoreFaces.inputs()}
-    assert [i for i in inputs if inputs[i].type not in ("FLOAT", "COMBO", "STRING")] == ["image", "model", "detector"]
+    assert [i for i in inputs if inputs[i].type not in ("FLOAT", "COMBO", "STRING", "BOOLEAN")] == ["image", "model", "detector"]
     assert "Only for CodeFormer and VQFR v2" in inputs["fidelity"].tooltip
     assert "Only for GFPGAN and GPEN" in inputs["strength"].tooltip
     assert [o.type for o in FaceMendRestoreFaces.OUTPUTS] == ["IMAGE", "MASK"]

@@ -153,7 +153,7 @@ def _problems(workflow: dict, schemas: dict, file_inputs: list) -> str:
 def test_checker_reports_missing_or_wrong_widget_values(chain: dict, schemas: dict, file_inputs: list) -> None:
     older = copy.deepcopy(chain)  # saved before a widget was added
     _node(older, "FaceMendPasteBack")["widgets_values"].pop()
-    assert "5 widget values for 6 widgets" in _problems(older, schemas, file_inputs)
+    assert "6 widget values for 7 widgets" in _problems(older, schemas, file_inputs)
     bad = copy.deepcopy(chain)
     _node(bad, "FaceMendPasteBack")["widgets_values"][0] = "ellipse"
     assert "mask: 'ellipse' is not one of" in _problems(bad, schemas, file_inputs)

@@ -29,7 +29,6 @@ from facemend.face.quality import (
     degradation_score,
     fidelity_from_score,
     format_values,
-    parse_values,
     opacity_from_score,
     smooth_along_tracks,
     source_scale,
@@ -210,12 +209,14 @@ def test_mappings_follow_the_score() -> None:
     assert op.tolist()[:2] == [0.0, 0.0] and op.tolist()[3:] == [1.0, 1.0] and 0 < float(op[2]) < 1
     assert opacity_from_score(s, 0.0, 0.0).tolist() == [1.0] * 4  # leave nobody alone
     assert format_values(torch.tensor([0.123, 0.8])) == "0.12, 0.80" and format_values([]) == ""
-    assert parse_values(format_values(torch.tensor([0.0, 0.5, 1.0])), "x") == [0.0, 0.5, 1.0]
-    assert parse_values("  ", "x") is None and parse_values("1.2; 2.9", "s", 0, 3) == [1.2, 2.9]
-    with pytest.raises(ValueError, match="FaceMend Paste Back: per_face_opacity: entry 2 is 1.5"):
-        parse_values("0.2, 1.5", "FaceMend Paste Back: per_face_opacity")
-    with pytest.raises(ValueError, match="entry 1 \\('nan'\\) is not a number|entry 1 is nan"):
-        parse_values("nan", "x")
+    from facemend.nodes.inputs import parse_per_face
+
+    assert parse_per_face(format_values(torch.tensor([0.0, 0.5, 1.0])), "x", "N") == [0.0, 0.5, 1.0]
+    assert parse_per_face("  ", "x", "N") is None and parse_per_face("1.2; 2.9", "s", "N", high=3) == [1.2, 2.9]
+    with pytest.raises(ValueError, match="FaceMend Paste Back: per_face_opacity entry 2 is 1.5"):
+        parse_per_face("0.2, 1.5", "per_face_opacity", "FaceMend Paste Back")
+    with pytest.raises(ValueError, match="entry 1 is nan"):
+        parse_per_face("nan", "x", "N")
 
 
 def test_track_smoothing_reduces_flicker_without_mixing_tracks() -> None:
