@@ -54,7 +54,7 @@ export function formatModelInfo(info) {
 /** Pixel height that shows all of `text` in the info box (11 px font, ~45 characters a line). */
 export function infoHeight(text) {
   const lines = String(text ?? "").split("\n").reduce((n, line) => n + Math.max(1, Math.ceil(line.length / 45)), 0);
-  return Math.min(12 + 15 * lines, 220);
+  return Math.min(30 + 15 * lines, 240); // the DOM widget keeps ~20 px of its height for margins
 }
 
 /**

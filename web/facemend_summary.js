@@ -39,7 +39,7 @@ function ensureStyle() {
 
 function height(text) {
   const lines = String(text).split("\n").reduce((n, line) => n + Math.max(1, Math.ceil(line.length / 45)), 0);
-  return Math.min(10 + 15 * lines, 160);
+  return Math.min(28 + 15 * lines, 180); // the DOM widget keeps ~20 px of its height for margins
 }
 
 /** Put `text` on `node` (adding the summary widget the first time). */

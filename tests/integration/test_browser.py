@@ -310,8 +310,17 @@ def _write_codeformer(live_comfy) -> str:  # noqa: ANN001
 
 
 def test_info_box_shows_all_of_its_text_at_the_default_width(browser: CDP, comfy, live_comfy) -> None:  # noqa: ANN001
-    name = _write_codeformer(live_comfy)
+    """Both a plain answer (a CodeFormer under its own name) and one with a long note (random weights
+    under the official name differ from the official digest) fit the box at the loader's width."""
+    official_name = _write_codeformer(live_comfy)
+    src = live_comfy.models["facerestore_models"] / official_name
+    shutil.copyfile(src, src.with_name("codeformer_renamed.pth"))
     comfy.object_info(refresh=True)
+    for name in ("codeformer_renamed.pth", official_name):
+        _check_info_box(browser, comfy, name)
+
+
+def _check_info_box(browser: CDP, comfy, name: str) -> None:  # noqa: ANN001
     _open_comfyui(browser, comfy)
     browser.evaluate(f"""(() => {{
         const app = window.comfyAPI.app.app, node = window.LiteGraph.createNode('FaceMendModelLoader');
@@ -320,14 +329,14 @@ def test_info_box_shows_all_of_its_text_at_the_default_width(browser: CDP, comfy
         w.setValue({json.dumps(name)}, {{ node, canvas: app.canvas }});
         return true }})()""")
     browser.wait_for("window.__fmLoader.facemendModelInfo?.arch === 'codeformer'", timeout=60, what="CodeFormer's info")
-    time.sleep(0.5)
+    time.sleep(1.0)
     box = browser.evaluate("""(() => { const n = window.__fmLoader, el = n.facemendInfoElement;
         return { text: el.textContent, scroll: el.scrollHeight, client: el.clientHeight, width: n.size[0] } })()""")
     assert "use with: FaceMend Codebook Restore" in box["text"] and "controls: fidelity, per_face_fidelity" in box["text"]
     assert box["scroll"] <= box["client"] + 1, f"the info text is cut off: {box}"
     browser.evaluate("window.comfyAPI.app.app.canvas.setDirty(true, true)")
     time.sleep(0.5)
-    assert browser.screenshot(ARTIFACTS / "browser_info_box.png").stat().st_size > 10_000
+    assert browser.screenshot(ARTIFACTS / f"browser_info_box_{name}.png").stat().st_size > 10_000
 
 
 def test_node_summaries_after_a_run_without_faces(browser: CDP, comfy, live_comfy) -> None:  # noqa: ANN001

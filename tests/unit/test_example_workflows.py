@@ -24,6 +24,7 @@ from fm_testing.workflows import (
     check_workflow,
     example_paths,
     facemend_schemas,
+    input_type,
     load_core_nodes,
     load_workflow,
     offline_schemas,
@@ -42,6 +43,7 @@ REQUIRED_EXAMPLES = {
     "facemend_codebook_then_diffusion_refine": "Codebook Restore -> Diffusion Refine -> Paste Back",
     "facemend_video_batch": "a video-style batch",
     "facemend_gpen_modular_chain": "Detect (GPEN framing) -> GPEN Restore -> Paste Back",
+    "facemend_face_quality_per_face": "Face Quality -> per-face fidelity and opacity",
 }
 
 EXAMPLES = example_paths()
