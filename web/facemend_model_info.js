@@ -117,7 +117,8 @@ export function markControls(node) {
   if (changed) node.setDirtyCanvas?.(true, true);
 }
 
-/** Draw `node.facemendWarning` (a model in the wrong node) as a red frame and line above the node. */
+/** Draw `node.facemendWarning` (a model in the wrong node) as a red frame and a line below the node
+ * (above it sit the title and the pack's badge). */
 export function drawWarning(node, ctx) {
   if (!node.facemendWarning || !ctx) return;
   const title = window.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
@@ -127,7 +128,7 @@ export function drawWarning(node, ctx) {
   ctx.strokeRect(-3, -title - 3, node.size[0] + 6, node.size[1] + title + 6);
   ctx.fillStyle = "#ff5252";
   ctx.font = "bold 13px sans-serif";
-  ctx.fillText(node.facemendWarning, 0, -title - 8);
+  ctx.fillText(node.facemendWarning, 0, node.size[1] + 20);
   ctx.restore();
 }
 

@@ -467,19 +467,24 @@ def test_one_node_example_greys_out_the_control_its_model_does_not_take(browser:
 
 
 def test_workflow_from_an_older_version_with_fewer_widgets_still_loads(browser: CDP, comfy) -> None:  # noqa: ANN001
-    """Saved before 'opacity' (the last widget) existed: the saved values stay where they were and
-    the new widget gets its default, so the prompt the frontend sends is complete."""
+    """Saved before 'opacity' existed (and before auto_per_face / leave_alone_below, the widgets
+    added after it): the saved values stay where they were and the newer widgets get their
+    defaults, so the prompt the frontend sends is complete."""
     import copy
 
     from fm_testing.workflows import EXAMPLES_DIR, load_workflow
 
-    workflow = copy.deepcopy(load_workflow(EXAMPLES_DIR / "facemend_restore_faces_one_node.json"))
-    node = next(n for n in workflow["nodes"] if n["type"] == "FaceMendRestoreFaces")
-    node["widgets_values"] = [0.33, *node["widgets_values"][1:-1]]  # fidelity 0.33, no opacity
+    base = load_workflow(EXAMPLES_DIR / "facemend_restore_faces_one_node.json")
+    saved = next(n for n in base["nodes"] if n["type"] == "FaceMendRestoreFaces")["widgets_values"]
     _open_comfyui(browser, comfy)
-    state = _load_graph(browser, workflow)
-    assert state["missing"] == [] and state["count"] == len(workflow["nodes"])
-    prompt = browser.evaluate("window.comfyAPI.app.app.graphToPrompt().then((p) => p.output)")
-    inputs = prompt[str(node["id"])]["inputs"]
-    assert inputs["fidelity"] == 0.33 and inputs["opacity"] == 1.0
-    assert inputs["color_correction"] == node["widgets_values"][-1]
+    for kept in (6, 7):  # before opacity; before auto_per_face and leave_alone_below
+        workflow = copy.deepcopy(base)
+        node = next(n for n in workflow["nodes"] if n["type"] == "FaceMendRestoreFaces")
+        node["widgets_values"] = [0.33, *saved[1:kept]]
+        state = _load_graph(browser, workflow)
+        assert state["missing"] == [] and state["count"] == len(workflow["nodes"])
+        prompt = browser.evaluate("window.comfyAPI.app.app.graphToPrompt().then((p) => p.output)")
+        inputs = prompt[str(node["id"])]["inputs"]
+        assert inputs["fidelity"] == 0.33 and inputs["color_correction"] == saved[5]
+        assert inputs["opacity"] == (1.0 if kept == 6 else saved[6])
+        assert inputs["auto_per_face"] is False and inputs["leave_alone_below"] == 0.0

@@ -47,12 +47,31 @@ def _graph(image: str, codeformer: str, **detect: Any) -> dict[str, Any]:
     }
 
 
+def _complete(comfy, prompt: dict[str, Any]) -> dict[str, Any]:  # noqa: ANN001
+    """Fill every widget input a node requires with its default from the live /object_info (an API
+    prompt must name them all)."""
+    schemas = comfy.object_info()
+    for entry in prompt.values():
+        required = schemas[entry["class_type"]]["input"].get("required", {})
+        for name, spec in required.items():
+            if name in entry["inputs"]:
+                continue
+            options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            if "default" in options:
+                entry["inputs"][name] = options["default"]
+            elif isinstance(spec[0], list) and spec[0]:
+                entry["inputs"][name] = spec[0][0]
+            elif spec[0] == "COMBO" and options.get("options"):
+                entry["inputs"][name] = options["options"][0]
+    return prompt
+
+
 def _text(comfy, entry: dict[str, Any], node: str) -> str:  # noqa: ANN001
     return " ".join(comfy.ui(entry, node).get("text", []))
 
 
 def test_a_picture_without_faces_runs_through_every_node(comfy, live_comfy, codeformer_file: str) -> None:  # noqa: ANN001
-    entry = comfy.run(_graph(NO_FACE_IMAGE, codeformer_file), timeout=300)
+    entry = comfy.run(_complete(comfy, _graph(NO_FACE_IMAGE, codeformer_file)), timeout=300)
     assert comfy.succeeded(entry), comfy.execution_error(entry)
     assert "no face found" in _text(comfy, entry, "3")
     assert "nothing restored" in _text(comfy, entry, "5"), "the model must not run on the placeholder"
@@ -66,7 +85,7 @@ def test_a_picture_without_faces_runs_through_every_node(comfy, live_comfy, code
 
 
 def test_a_face_index_that_does_not_exist_is_named(comfy, live_comfy, codeformer_file: str) -> None:  # noqa: ANN001
-    entry = comfy.run(_graph(FACE_IMAGE, codeformer_file, select="indices", indices="5"), timeout=300)
+    entry = comfy.run(_complete(comfy, _graph(FACE_IMAGE, codeformer_file, select="indices", indices="5")), timeout=300)
     assert comfy.succeeded(entry), comfy.execution_error(entry)
     text = _text(comfy, entry, "3")
     assert "1 face(s) found" in text and "index 5 does not exist; valid: 0" in text, text
