@@ -92,3 +92,49 @@ def test_a_face_index_that_does_not_exist_is_named(comfy, live_comfy, codeformer
     (saved,) = comfy.images(entry, "7")
     source = np.asarray(Image.open(live_comfy.input_dir / FACE_IMAGE).convert("RGB"))
     assert np.array_equal(saved, source)
+
+
+def test_cancel_stops_codebook_restore_within_about_one_face(comfy, live_comfy, codeformer_file: str) -> None:  # noqa: ANN001
+    """/interrupt during Codebook Restore of 8 faces (CodeFormer on the CPU) stops it after the face
+    in progress: the progress bar moves face by face, and the run ends long before the batch would.
+    The measured latency is printed (run with -s to see it); the bound here is generous on purpose."""
+    import json
+    import time
+
+    import websocket
+
+    prompt = _complete(comfy, {
+        "1": {"class_type": "LoadImage", "inputs": {"image": FACE_IMAGE}},
+        "2": {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 8}},
+        "3": {"class_type": "FaceMendDetectorLoader", "inputs": {"detector": "retinaface_mobile0.25", "parser": "none"}},
+        "4": {"class_type": "FaceMendDetect", "inputs": {"detector": ["3", 0], "image": ["2", 0], "crop_size": 512}},
+        "5": {"class_type": "FaceMendModelLoader", "inputs": {"model_name": codeformer_file, "precision": "fp32"}},
+        "6": {"class_type": "FaceMendCodebookRestore", "inputs": {"crops": ["4", 0], "model": ["5", 0], "fidelity": 0.4}},
+        "7": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}},
+    })
+    ws = websocket.create_connection(f"ws://127.0.0.1:{comfy.port}/ws?clientId={comfy.client_id}", timeout=600)
+    try:
+        prompt_id = comfy.queue(prompt)
+        first = None
+        deadline = time.monotonic() + 600
+        while first is None and time.monotonic() < deadline:
+            msg = ws.recv()
+            if isinstance(msg, str):
+                data = json.loads(msg)
+                d = data.get("data", {})
+                if data.get("type") == "progress" and d.get("node") == "6" and d.get("prompt_id") == prompt_id:
+                    first = (d["value"], d["max"], time.monotonic())
+        assert first is not None, "Codebook Restore never reported progress"
+    finally:
+        ws.close()
+    value, total, _ = first
+    assert total == 8 and value == 1, f"the bar moves face by face: {value}/{total}"
+    started = time.monotonic()
+    comfy.interrupt(prompt_id)
+    entry = comfy.wait(prompt_id, timeout=600)
+    latency = time.monotonic() - started
+    assert not comfy.succeeded(entry)
+    (msg,) = comfy.messages(entry, "execution_interrupted")
+    assert msg["node_type"] == "FaceMendCodebookRestore"
+    print(f"\ninterrupt latency, Codebook Restore, 8 CodeFormer faces on the CPU: {latency:.2f} s")
+    assert latency < 60, latency
