@@ -18,7 +18,6 @@ import torch
 
 log = logging.getLogger("facemend")
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def read_rgb(path: Path) -> torch.Tensor:

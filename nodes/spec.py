@@ -14,9 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-#: Socket types FaceMend defines (prefixed ``FACEMEND_``) next to ComfyUI's core types.
-CUSTOM_TYPES = ("FACEMEND_MODEL", "FACEMEND_DETECTOR", "FACEMEND_FACES")
-CORE_TYPES = ("IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 
 
 @dataclass(frozen=True)
@@ -26,7 +23,7 @@ class In:
     Attributes:
         id: input name (stable: saved workflows store widget values by position and links by name).
         type: a core type (``IMAGE``, ``MASK``, ``INT``, ``FLOAT``, ``STRING``, ``BOOLEAN``, ``COMBO``)
-            or one of :data:`CUSTOM_TYPES`.
+            or one of FaceMend's own socket types (``FACEMEND_MODEL``, ``FACEMEND_DETECTOR``, ``FACEMEND_FACES``).
         tooltip: shown on hover; required, every input explains itself.
         default, min, max, step: widget settings for numbers/strings/booleans/combos.
         options: combo choices, or a zero-argument callable returning them (e.g. a model list).

@@ -31,7 +31,6 @@ from .vqgan import CODE_DIM
 N_HEAD = 8
 #: 16x16 latent tokens for 512x512 faces.
 LATENT_TOKENS = 256
-FULL_CONNECT = ["32", "64", "128", "256"]
 SHORT_CONNECT = ["32", "64", "128"]
 
 

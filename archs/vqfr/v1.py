@@ -223,7 +223,3 @@ class VQFRv1(nn.Module):
             return self.codebook(self.encoder(inp))[0]
 
         return run_in_full_precision(encode, x, self.encoder.conv_in.weight, self.precise_codes)
-
-    def texture(self, x: torch.Tensor) -> torch.Tensor:
-        """The texture branch's own reconstruction ``(B, 3, H, W)`` (official ``res['dec']``)."""
-        return self.decoder.conv_out(self.decoder(self.quantised(x))[0])

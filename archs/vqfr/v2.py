@@ -260,7 +260,3 @@ class VQFRv2(nn.Module):
             corr = self.main_branch(feats, inpfeat)
             main = base + (weight.to(corr.dtype) if isinstance(weight, torch.Tensor) else weight) * corr
         return self.decoder.conv_out(main)
-
-    def texture(self, x: torch.Tensor) -> torch.Tensor:
-        """The texture branch's reconstruction (official ``res['texture_dec']``; equals fidelity 0)."""
-        return self.forward(x, 0.0)

@@ -43,3 +43,10 @@ def test_help_page_covers_every_input_and_output(node) -> None:  # noqa: ANN001
     missing = [i.id for i in node.inputs() if f"**{i.id}**" not in text]
     missing += [o.name for o in node.OUTPUTS if f"**{o.name}**" not in text]
     assert not missing, f"{node.NODE_ID}.md does not describe {missing} (write them as **name**)"
+
+
+@pytest.mark.parametrize("node", all_nodes(), ids=lambda n: n.NODE_ID)
+def test_help_page_title_is_the_node_display_name(node) -> None:  # noqa: ANN001
+    """The help panel shows the page under the node's name: both must read the same."""
+    first = (DOCS / f"{node.NODE_ID}.md").read_text(encoding="utf-8").splitlines()[0]
+    assert first == f"# {node.DISPLAY_NAME}"
