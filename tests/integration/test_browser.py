@@ -446,7 +446,7 @@ def test_one_node_example_greys_out_the_control_its_model_does_not_take(browser:
     from fm_testing.workflows import EXAMPLES_DIR, load_workflow
 
     _open_comfyui(browser, comfy)
-    workflow = load_workflow(EXAMPLES_DIR / "facemend_restore_faces_one_node.json")
+    workflow = load_workflow(EXAMPLES_DIR / "FaceMend 1 - Restore faces in one node.json")
     assert _load_graph(browser, workflow)["missing"] == []
     # codeformer.pth (or, when not in the folder, its catalog entry) takes fidelity, not strength
     widgets = browser.wait_for("""(() => {
@@ -474,7 +474,7 @@ def test_workflow_from_an_older_version_with_fewer_widgets_still_loads(browser: 
 
     from fm_testing.workflows import EXAMPLES_DIR, load_workflow
 
-    base = load_workflow(EXAMPLES_DIR / "facemend_restore_faces_one_node.json")
+    base = load_workflow(EXAMPLES_DIR / "FaceMend 1 - Restore faces in one node.json")
     saved = next(n for n in base["nodes"] if n["type"] == "FaceMendRestoreFaces")["widgets_values"]
     _open_comfyui(browser, comfy)
     for kept in (6, 7):  # before opacity; before auto_per_face and leave_alone_below

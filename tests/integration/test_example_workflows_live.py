@@ -56,7 +56,7 @@ FACE_BOX = (178, 60, 273, 180)  # the astronaut's face (RetinaFace box, see shar
 FACE_CORE = (195, 75, 255, 165)  # eyes, nose and mouth: inside the fully opaque part of the paste mask
 SMALL_GFPGAN = OfficialFile("GFPGANv1.pth", "facerestore_models", "gfpgan/layout_gfpgan_v1_small.json", "params_ema", "gfpgan_v1")
 BROKEN_FILE = "broken_download.pth"
-SD_EXAMPLES = ("facemend_sd_txt2img_then_restore", "facemend_sd_img2img_on_face_crops")
+SD_EXAMPLES = ("FaceMend 6 - SD txt2img, then Restore Faces", "FaceMend 7 - SD img2img on the face crops")
 SD_CHECKPOINT = os.environ.get("COMFYUI_SD_CHECKPOINT")
 
 
@@ -101,7 +101,7 @@ def _prompt(name: str, schemas: dict[str, Any], **overrides: dict[str, Any]) -> 
     for v in prompt.values():
         if v["class_type"] == "FaceMendModelLoader" and v["inputs"]["model_name"].startswith("GFPGAN"):
             v["inputs"]["model_name"] = SMALL_GFPGAN.name
-    if name == "facemend_restore_faces_one_node":  # CodeFormer runs in the chain examples
+    if name == "FaceMend 1 - Restore faces in one node":  # CodeFormer runs in the chain examples
         _set(prompt, "FaceMendModelLoader", model_name=SMALL_GFPGAN.name)
         if v["class_type"] == "SaveImage":
             v["inputs"]["filename_prefix"] = f"fm_test/{name}"
@@ -180,7 +180,7 @@ def test_official_containers_are_recognised(comfy, official_models) -> None:  # 
 
 
 def test_modular_codebook_chain_runs(comfy, live_comfy, live_schemas) -> None:  # noqa: ANN001
-    prompt = _prompt("facemend_modular_codebook_chain", live_schemas, FaceMendDetect={"crop_size": 256})
+    prompt = _prompt("FaceMend 2 - Detect, Codebook Restore, Paste Back", live_schemas, FaceMendDetect={"crop_size": 256})
     entry = _run_ok(comfy, prompt)
     (out,) = comfy.images(entry, _node_id(prompt, "SaveImage"))
     _check_restored(out, _input_photo(live_comfy))
@@ -190,7 +190,7 @@ def test_modular_codebook_chain_runs(comfy, live_comfy, live_schemas) -> None:  
 
 def test_codebook_then_diffusion_refine_runs(comfy, live_comfy, live_schemas) -> None:  # noqa: ANN001
     # detection and fidelity as in the chain test, so ComfyUI reuses its detection and CodeFormer crops
-    prompt = _prompt("facemend_codebook_then_diffusion_refine", live_schemas, FaceMendDiffusionRefine={"steps": 4},
+    prompt = _prompt("FaceMend 8 - CodeFormer, then Diffusion Refine, slow on CPU", live_schemas, FaceMendDiffusionRefine={"steps": 4},
                      FaceMendCodebookRestore={"fidelity": 0.5}, FaceMendDetect={"crop_size": 256})
     entry = _run_ok(comfy, prompt)
     (out,) = comfy.images(entry, _node_id(prompt, "SaveImage"))
@@ -198,7 +198,7 @@ def test_codebook_then_diffusion_refine_runs(comfy, live_comfy, live_schemas) ->
 
 
 def test_one_node_restore_runs_with_its_mask(comfy, live_comfy, live_schemas) -> None:  # noqa: ANN001
-    prompt = _prompt("facemend_restore_faces_one_node", live_schemas)
+    prompt = _prompt("FaceMend 1 - Restore faces in one node", live_schemas)
     entry = _run_ok(comfy, prompt)
     src = _input_photo(live_comfy)
     (out,) = comfy.images(entry, _node_id(prompt, "SaveImage"))
@@ -216,7 +216,7 @@ def test_one_node_restore_runs_with_its_mask(comfy, live_comfy, live_schemas) ->
 
 
 def test_gfpgan_cs_sft_example_runs(comfy, live_comfy, live_schemas) -> None:  # noqa: ANN001
-    prompt = _prompt("facemend_gfpgan_cs_sft_strength", live_schemas)
+    prompt = _prompt("FaceMend 3 - GFPGAN with CS-SFT strength", live_schemas)
     entry = _run_ok(comfy, prompt)
     (out,) = comfy.images(entry, _node_id(prompt, "SaveImage"))
     _check_restored(out, _input_photo(live_comfy))
@@ -224,7 +224,7 @@ def test_gfpgan_cs_sft_example_runs(comfy, live_comfy, live_schemas) -> None:  #
 
 
 def test_video_batch_example_runs(comfy, live_comfy, live_schemas) -> None:  # noqa: ANN001
-    prompt = _prompt("facemend_video_batch", live_schemas, RepeatImageBatch={"amount": 2})
+    prompt = _prompt("FaceMend 9 - Video batch with face tracks", live_schemas, RepeatImageBatch={"amount": 2})
     entry = _run_ok(comfy, prompt)
     frames = comfy.images(entry, _node_id(prompt, "SaveImage"))
     assert len(frames) == 2
@@ -244,13 +244,13 @@ def test_stable_diffusion_examples_run(comfy, live_comfy, live_schemas, name: st
         os.symlink(Path(SD_CHECKPOINT).resolve(), target)
     schemas = comfy.object_info(refresh=True)
     over: dict[str, dict[str, Any]] = {"KSampler": {"steps": 4}}
-    if name == "facemend_sd_txt2img_then_restore":
+    if name == "FaceMend 6 - SD txt2img, then Restore Faces":
         over["EmptyLatentImage"] = {"width": 512, "height": 512}
     prompt = _prompt(name, schemas, **over)
     entry = _run_ok(comfy, prompt, timeout=1800)
     (out,) = comfy.images(entry, _node_id(prompt, "SaveImage"))
     assert out.shape[:2] == (512, 512) and out.std() > 1
-    if name == "facemend_sd_img2img_on_face_crops":
+    if name == "FaceMend 7 - SD img2img on the face crops":
         _check_restored(out, _input_photo(live_comfy))
 
 
@@ -259,7 +259,7 @@ def test_stable_diffusion_examples_run(comfy, live_comfy, live_schemas, name: st
 
 def test_codebook_model_in_cs_sft_modulate_is_a_readable_error(comfy, live_schemas) -> None:  # noqa: ANN001
     # RestoreFormer's Lightning checkpoint: the server loads it fully (vqvae. prefix), then refuses it
-    prompt = _prompt("facemend_gfpgan_cs_sft_strength", live_schemas, FaceMendModelLoader={"model_name": "RestoreFormer.ckpt"})
+    prompt = _prompt("FaceMend 3 - GFPGAN with CS-SFT strength", live_schemas, FaceMendModelLoader={"model_name": "RestoreFormer.ckpt"})
     entry = comfy.run(prompt, timeout=300)
     err = comfy.execution_error(entry)
     assert err is not None and err["node_type"] == "FaceMendCSSFTModulate", entry["status"]
@@ -269,7 +269,7 @@ def test_codebook_model_in_cs_sft_modulate_is_a_readable_error(comfy, live_schem
 
 
 def test_saved_workflow_with_a_missing_model_file_is_rejected_readably(comfy, live_schemas) -> None:  # noqa: ANN001
-    prompt = _prompt("facemend_modular_codebook_chain", live_schemas, FaceMendModelLoader={"model_name": "codeformer_v0.1.0_custom.pth"})
+    prompt = _prompt("FaceMend 2 - Detect, Codebook Restore, Paste Back", live_schemas, FaceMendModelLoader={"model_name": "codeformer_v0.1.0_custom.pth"})
     status, body = comfy.try_queue(prompt)
     # ComfyUI refuses the outputs that depend on the loader and runs the others (Detect's preview)
     assert status in (200, 400), body
@@ -281,7 +281,7 @@ def test_saved_workflow_with_a_missing_model_file_is_rejected_readably(comfy, li
 
 
 def test_unreadable_model_file_is_a_readable_error_and_the_server_lives_on(comfy, live_schemas) -> None:  # noqa: ANN001
-    prompt = _prompt("facemend_modular_codebook_chain", live_schemas, FaceMendModelLoader={"model_name": BROKEN_FILE})
+    prompt = _prompt("FaceMend 2 - Detect, Codebook Restore, Paste Back", live_schemas, FaceMendModelLoader={"model_name": BROKEN_FILE})
     entry = comfy.run(prompt, timeout=120)
     err = comfy.execution_error(entry)
     assert err is not None and err["node_type"] == "FaceMendModelLoader", entry["status"]
@@ -292,7 +292,7 @@ def test_unreadable_model_file_is_a_readable_error_and_the_server_lives_on(comfy
 def test_older_workflow_without_a_newer_widget_is_named_by_the_server(comfy, live_schemas) -> None:  # noqa: ANN001
     """An API prompt saved before 'opacity' existed: the server names the missing input (the
     frontend fills the default when it loads an older UI file: see test_browser.py)."""
-    prompt = _prompt("facemend_restore_faces_one_node", live_schemas)
+    prompt = _prompt("FaceMend 1 - Restore faces in one node", live_schemas)
     node = _node_id(prompt, "FaceMendRestoreFaces")
     del prompt[node]["inputs"]["opacity"]
     status, body = comfy.try_queue(prompt)
@@ -305,7 +305,7 @@ def test_interrupt_stops_a_long_diffusion_refine(comfy, live_schemas) -> None:  
     import websocket
 
     prompt = _prompt(
-        "facemend_codebook_then_diffusion_refine", live_schemas,
+        "FaceMend 8 - CodeFormer, then Diffusion Refine, slow on CPU", live_schemas,
         FaceMendDetect={"crop_size": 128},
         FaceMendDiffusionRefine={"steps": 1000, "strength": 1.0},
     )

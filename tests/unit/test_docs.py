@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -37,7 +38,7 @@ def test_node_reference_describes_every_input_and_output_with_a_picture(node) ->
 
 def test_node_reference_links_existing_example_workflows() -> None:
     text = NODES_MD.read_text(encoding="utf-8")
-    links = re.findall(r"\]\(\.\./(example_workflows/[^)]+)\)", text)
+    links = [unquote(link) for link in re.findall(r"\]\(\.\./(example_workflows/[^)]+)\)", text)]
     assert len(links) >= 8
     for link in links:
         assert (ROOT / link).is_file(), link
