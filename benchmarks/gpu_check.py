@@ -187,13 +187,20 @@ def official_models(quick: bool) -> dict[str, tuple[Any, str]]:
             ov = override(arch != "gfpgan_clean") if override else None
             out[arch] = (load_model(seeded_state_dict(layout, 77, ov)), "tiny 64 px variant")
         return out
+    from facemend.model_loaders import default_registry
+
+    registry = default_registry()
     models: dict[str, tuple[Any, str]] = {}
-    for path in sorted(GOLDEN.glob("*/*.json")):
+    variants = ("colorization", "inpainting", "small", "latent")  # the plain release layouts first
+    for path in sorted(GOLDEN.glob("*/*.json"), key=lambda q: (any(v in q.name for v in variants), str(q))):
         if "layout" not in path.name:
             continue
         rel = str(path.relative_to(GOLDEN))
         try:
             layout = load_layout(rel)
+            # the fingerprint needs shapes only: skip a second layout of an arch already built
+            if registry.detect({k: torch.empty(v, device="meta") for k, v in layout.items()}).id in models:
+                continue
             ov = override(not path.name.endswith("gfpgan_clean.json")) if override and "gfpgan" in rel else None
             model = load_model(seeded_state_dict(layout, 1234, ov))
         except Exception as e:  # noqa: BLE001 - e.g. an autoencoder-only layout that is no restorer
@@ -358,12 +365,17 @@ def check_vram(report: Report, device: torch.device, models: dict[str, tuple[Any
     if device.type != "cuda":
         report.add("VRAM", "-", "-", "n/a on the CPU", "", "n/a")
         return
+    argv = sys.argv
     try:
+        sys.argv = argv[:1]  # ComfyUI parses the command line when imported
         import comfy.model_management  # noqa: F401
+        import folder_paths  # noqa: F401  (both loaded = the runtime uses ComfyUI's model management)
 
         how = "ComfyUI model management"
-    except ImportError:
+    except Exception:  # noqa: BLE001 - ComfyUI absent or not importable here
         how = "standalone runtime (ComfyUI not importable)"
+    finally:
+        sys.argv = argv
     for arch in ("gfpgan_clean", "codeformer"):
         if arch not in models:
             continue

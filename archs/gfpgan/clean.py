@@ -64,6 +64,10 @@ class ModulatedConv2d(nn.Module):
             upsample=self.sample_mode == "upsample", weight_sq=self._weight_sq() if self.demodulate else None,
         )
 
+    def _apply(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - nn.Module's signature
+        self.__dict__.pop("_sq_cache", None)  # moved or cast: never keep a copy on the old device
+        return super()._apply(*args, **kwargs)
+
     def _weight_sq(self) -> torch.Tensor:
         """``(C_out, C_in)`` fp32 ``sum_k weight**2``, cached while the weight tensor is unchanged."""
         w = self.weight
