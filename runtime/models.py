@@ -100,6 +100,17 @@ class WeightStore:
         self.channels_last = False
         self.reloads = 0  # fp32 reloads caused by fp32 calls (the NaN/Inf retry); read by tests and gpu_check
 
+    @classmethod
+    def of(cls, module: nn.Module) -> WeightStore:
+        """The one store of ``module`` (created, with its forward pre-hook, on first use), so two
+        :class:`ManagedModel` wrappers of the same network never disagree about its weights."""
+        store = module.__dict__.get("_facemend_weight_store")
+        if store is None:
+            store = cls(module)
+            module.__dict__["_facemend_weight_store"] = store
+            module.register_forward_pre_hook(store.pre_forward)
+        return store
+
     def _pinned_fp32(self) -> set[str]:
         names = getattr(self.module, "fp32_submodules", None) or ()
         return {f"{n}." for n in names}
@@ -194,8 +205,7 @@ class ManagedModel:
         self.compile = compile
         self.store_reduced = store_reduced
         self.channels_last = channels_last
-        self.weights = WeightStore(self.module)
-        self._hook = self.module.register_forward_pre_hook(self.weights.pre_forward)
+        self.weights = WeightStore.of(self.module)
         if compile:
             from .compile import enable_compile
 

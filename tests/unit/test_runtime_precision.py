@@ -198,3 +198,15 @@ def test_compile_does_not_swallow_out_of_memory() -> None:
     with pytest.raises(RuntimeError, match="out of memory"):
         m(torch.zeros(1))
     assert m.forward.failed is None
+
+
+def test_two_wrappers_of_one_network_share_its_weight_store(face_crop: torch.Tensor) -> None:
+    model = tiny_gfpgan()
+    x = face_crop[..., ::8, ::8]
+    first = ManagedModel(model, precision="bf16")
+    restore_batch(first, x)
+    second = ManagedModel(model, precision="fp32")  # e.g. a re-run loader wrapping the cached network
+    assert second.weights is first.weights
+    assert torch.equal(restore_batch(second, x), _fp32_reference(model, x))
+    assert runtime.module_dtype(model.module) == torch.float32
+    assert len(model.module._forward_pre_hooks) == 1
