@@ -11,8 +11,9 @@ that dtype on the compute device (half the VRAM, no per-op casts under autocast)
 go channels-last; the fp32 values stay on the offload side (the CPU) as the master copy. Whenever
 the module is then called without autocast -- the fp32 recomputation of a chunk that came out
 NaN/Inf (:func:`~facemend.runtime.precision.run_with_fallback`) -- a forward pre-hook first
-reloads the fp32 master, so the retry really runs in fp32; the next autocast call casts down
-again. Modules whose code picks codebook entries in the weights' dtype (a ``precise_codes``
+reloads the fp32 master, so the retry really runs in fp32. The rest of that run keeps the fp32
+weights (under autocast, as before this storage existed: an overflow tends to recur); the next
+:meth:`ManagedModel.load` stores them in the reduced dtype again. Modules whose code picks codebook entries in the weights' dtype (a ``precise_codes``
 attribute somewhere) keep fp32 storage unless the root module names, in ``fp32_submodules``, the
 submodules that must stay fp32.
 """
@@ -264,8 +265,8 @@ class ManagedModel:
         mm = comfy_module("comfy.model_management")
         if mm is not None and self.patcher is not None and hasattr(mm, "unload_model_clones"):
             mm.unload_model_clones(self.patcher)
+        self.module.to(offload_device())  # first: the fp32 master is already there, nothing is uploaded
         self.weights.set_dtype(torch.float32)
-        self.module.to(offload_device())
         if self.patcher is not None:
             self.patcher.size = module_bytes(self.module)
 
