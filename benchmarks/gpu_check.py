@@ -407,8 +407,9 @@ def check_vram(report: Report, device: torch.device, models: dict[str, tuple[Any
                        f"left after unload {after / 2**20:.1f} MiB", "nothing left behind", "pass" if ok else "FAIL")
 
 
-def check_throughput(report: Report, device: torch.device, models: dict[str, tuple[Any, str]], quick: bool) -> None:
-    batches = [2] if quick else [1, 8, 32]
+def check_throughput(report: Report, device: torch.device, models: dict[str, tuple[Any, str]], quick: bool,
+                     batches: list[int] | None = None) -> None:
+    batches = batches or ([2] if quick else [1, 8, 32])
     precisions = ["fp32", "bf16"] if device.type == "cpu" else ["fp32", "fp16", "bf16"]
     for arch in SPEED_ARCHS:
         if arch not in models:
@@ -619,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="gpu_check.md", help="where the markdown table is written")
     ap.add_argument("--detector", default=None, help="detection_mobilenet0.25_Final.pth (default: .gpu_assets/ or shared/weights/)")
     ap.add_argument("--budget", type=float, default=420.0, help="seconds after which optional rows are skipped")
+    ap.add_argument("--batches", default=None, help="faces/s batch sizes (default 1,8,32; quick: 2)")
     ap.add_argument("--sections", default="precision,retry,vram,speed,detection,refusion,e2e", help="comma-separated subset")
     args = ap.parse_args(argv)
 
@@ -654,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     if "speed" in wanted:
         with section(report, "faces/s", min_left=30) as go:
             if go:
-                check_throughput(report, device, models, args.quick)
+                check_throughput(report, device, models, args.quick,
+                                 [int(b) for b in args.batches.split(",")] if args.batches else None)
     if "detection" in wanted:
         with section(report, "detection", min_left=15) as go:
             if go:

@@ -51,15 +51,22 @@ def module_dtype(module: nn.Module) -> torch.dtype:
 def to_channels_last(module: nn.Module) -> nn.Module:
     """Store every 4-D floating parameter and buffer of ``module`` channels-last, in place.
 
-    ``nn.Module.to(memory_format=...)`` cannot be used for networks with 5-D parameters (StyleGAN2's
-    modulated weights); this converts the 4-D tensors only. Values and state-dict keys are unchanged.
+    ``nn.Module.to(memory_format=...)`` cannot be used for networks with 5-D parameters (it raises);
+    here a 5-D ``(1, C_out, C_in, k, k)`` tensor (StyleGAN2's modulated conv weight, a 4-D conv
+    weight with a leading batch axis) is laid out so that dropping that axis gives a channels-last
+    4-D view; other tensors are left alone. Values, shapes and state-dict keys are unchanged.
 
     Returns:
         ``module``.
     """
+    cl = torch.channels_last
     for t in _tensors(module):
-        if t.dim() == 4 and t.is_floating_point() and not t.is_contiguous(memory_format=torch.channels_last):
-            t.data = t.data.contiguous(memory_format=torch.channels_last)
+        if not t.is_floating_point():
+            continue
+        if t.dim() == 4 and not t.is_contiguous(memory_format=cl):
+            t.data = t.data.contiguous(memory_format=cl)
+        elif t.dim() == 5 and t.shape[0] == 1 and not t.data[0].is_contiguous(memory_format=cl):
+            t.data = t.data[0].contiguous(memory_format=cl).unsqueeze(0)
     return module
 
 
@@ -257,7 +264,8 @@ class ManagedModel:
         if mm is not None and self.patcher is not None:
             mm.load_models_gpu([self.patcher], memory_required=memory_required)
             return self.patcher.load_device
-        self.module.to(device, non_blocking=True)
+        if any(t.device != device for t in _tensors(self.module)):
+            self.module.to(device, non_blocking=True)
         return device
 
     def unload(self) -> None:

@@ -250,6 +250,11 @@ class GFPGANv1Clean(GFPGANBase):
                     nn.Sequential(nn.Conv2d(ch, ch, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(ch, sft_ch, 3, 1, 1))
                 )
 
+        #: Kept in fp32 when the runtime stores the rest in fp16/bf16: the style linears are tiny
+        #: and run in fp32 anyway (see ModulatedConv2d), so half-precision copies would only cost
+        #: a cast per call.
+        self.fp32_submodules = tuple(name for name, m in self.named_modules() if name.endswith("modulation"))
+
     def encode_first(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu_(self.conv_body_first(x), 0.2)
 

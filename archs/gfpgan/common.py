@@ -370,30 +370,36 @@ def modulated_conv2d(
     b, c_in = style.shape
     c_out, k = weight.shape[1], weight.shape[-1]
     w = weight.reshape(c_out, c_in, k, k)
-    s = style.float()
-    side = x.shape[-2] * x.shape[-1] * (4 if upsample else 1)
-    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 else torch.contiguous_format
-    if b == 1 and side > c_out * k * k:
-        wm = torch.empty((c_out, c_in, k, k), dtype=torch.float32, device=w.device, memory_format=fmt)
-        torch.mul(w, s.view(1, c_in, 1, 1), out=wm)
+    with torch.autocast(device_type=x.device.type, enabled=False):  # small fp32 maths, never autocast
+        s = style.float()
         if demodulate:
-            wm.mul_(torch.rsqrt(wm.pow(2).sum([1, 2, 3]) + eps).view(c_out, 1, 1, 1))
-        if gain != 1.0:
-            wm.mul_(gain)
+            sq = weight_sq if weight_sq is not None else w.float().pow(2).sum([2, 3])
+            d = torch.rsqrt(s.pow(2) @ sq.t() + eps)  # (B, C_out)
+            if gain != 1.0:
+                d = d * gain
+        else:
+            d = torch.full((b, c_out), gain, dtype=torch.float32, device=s.device)
+    side = x.shape[-2] * x.shape[-1] * (4 if upsample else 1)
+    if b == 1 and side > c_out * k * k:
+        # one pass over the weight, straight into the conv's dtype and the weight's layout
+        scale = d.view(c_out, 1, 1, 1) * s.view(1, c_in, 1, 1)
+        wm = torch.empty_like(w, dtype=_conv_dtype(x))
+        torch.mul(w, scale, out=wm)
         if upsample:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        return F.conv2d(x, wm.to(x.dtype), padding=padding)
+        return F.conv2d(x, wm, padding=padding)
     xs = x * s.to(x.dtype).view(b, c_in, 1, 1)
     if upsample:
         xs = F.interpolate(xs, scale_factor=2, mode="bilinear", align_corners=False)
     out = F.conv2d(xs, w.to(xs.dtype), padding=padding)
-    if demodulate:
-        sq = weight_sq if weight_sq is not None else w.float().pow(2).sum([2, 3])
-        d = torch.rsqrt(s.pow(2) @ sq.t() + eps)
-        if gain != 1.0:
-            d = d * gain
-    elif gain != 1.0:
-        d = torch.full((b, c_out), gain, dtype=torch.float32, device=s.device)
-    else:
+    if not demodulate and gain == 1.0:
         return out
     return out.mul_(d.to(out.dtype).view(b, c_out, 1, 1))
+
+
+def _conv_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a conv of ``x`` runs in: autocast's for ``x``'s device when it is on, else ``x``'s."""
+    kind = x.device.type
+    if torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind)
+    return x.dtype
