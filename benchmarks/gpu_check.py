@@ -421,6 +421,16 @@ def check_throughput(report: Report, device: torch.device, models: dict[str, tup
         controls = controls_for(model, models)
         target = TARGET_FACES_PER_S.get(arch)
         theirs = spandrel_counterpart(arch, model)
+        if theirs is not None:  # same weights, same maths: fp32 outputs must agree
+            net, call = theirs
+            xs = face(size)
+            with torch.inference_mode():
+                y_theirs = call(net.to(device), xs.to(device)).cpu()
+            net.to("cpu")
+            y_ours = run_node_path(managed(dataclasses.replace(model, module=copy.deepcopy(model.module)), "fp32", device), xs, controls)
+            agree = psnr(y_ours, y_theirs)
+            report.add("faces/s", arch, "ours vs spandrel, fp32, same weights", f"{agree:.1f} dB", ">= 60 dB (same network)",
+                       "pass" if agree >= 60 else "FAIL")
         for p in precisions:
             mm = managed(dataclasses.replace(model, module=copy.deepcopy(model.module)), p, device)
             slow = False
