@@ -190,8 +190,8 @@ class ManagedModel:
             resolved per run by :func:`~facemend.runtime.precision.resolve_dtype`.
         compile: run the module through ``torch.compile`` (opt-in; see :mod:`facemend.runtime.compile`).
         store_reduced: store weights in the compute dtype when it is fp16/bf16 (default True).
-        channels_last: ``None`` = channels-last weights whenever the compute dtype is fp16/bf16;
-            True/False forces it on/off for reduced precision (fp32 keeps the checkpoint's layout).
+        channels_last: ``None`` = channels-last weights whenever they are stored in fp16/bf16;
+            False keeps the checkpoint's layout (fp32 storage always keeps it).
     """
 
     def __init__(
@@ -241,8 +241,8 @@ class ManagedModel:
         store = self.storage_dtype(dtype)
         cl = dtype in REDUCED_DTYPES and self.channels_last is not False
         if store == torch.float32 and self.weights.dtype == torch.float32:
-            if cl and not self.weights.channels_last:
-                to_channels_last(self.module)  # layout only; fp32 values unchanged
+            # fp32 storage (fp32 policy, or a precise-codes network) keeps the checkpoint's layout:
+            # channels-last fp32 weights would change which CPU kernels its fp32 parts run
             return
         if self.weights.set_dtype(store, channels_last=cl) and self.patcher is not None:
             self.patcher.size = module_bytes(self.module)  # what ComfyUI will count on the GPU
