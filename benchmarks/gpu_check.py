@@ -81,12 +81,24 @@ def _import_facemend() -> None:
 
 
 class Report:
-    """Rows of the one markdown table, with a wall-clock budget for the optional sections."""
+    """Rows of the one markdown table, with a wall-clock budget for the optional sections.
 
-    def __init__(self, budget_s: float) -> None:
+    The table is rewritten to ``out`` after every section, so a run stopped by a timeout still
+    leaves what it measured.
+    """
+
+    def __init__(self, budget_s: float, out: Path | None = None, header: str = "# FaceMend GPU check") -> None:
         self.rows: list[Row] = []
         self.start = time.perf_counter()
         self.budget_s = budget_s
+        self.out = out
+        self.header = header
+
+    def save(self, final: bool = False) -> str:
+        text = self.markdown(self.header + ("" if final else " (partial: the run did not finish)"))
+        if self.out is not None:
+            self.out.write_text(text)
+        return text
 
     def add(self, section: str, item: str, setting: str, measured: str, target: str = "", status: str = "") -> None:
         self.rows.append((section, item, setting, measured, target, status))
@@ -114,6 +126,8 @@ def section(report: Report, name: str, min_left: float = 0.0) -> Iterator[bool]:
     except Exception as e:  # noqa: BLE001 - one broken section must not hide the others
         traceback.print_exc()
         report.add(name, "-", "-", f"error: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}", "", "FAIL")
+    finally:
+        report.save()
 
 
 def sync(device: torch.device) -> None:
@@ -451,10 +465,11 @@ def check_throughput(report: Report, device: torch.device, models: dict[str, tup
                 net, call = theirs
                 net.to(device)
                 dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[p]
+                mode = "" if dtype == torch.float32 else " (autocast)"
                 slow = False
                 for b in batches:
                     if slow or report.left() < 20:
-                        report.add("faces/s", arch, f"spandrel {p} (autocast) batch {b}", "skipped (time budget / slow)", "", "skip")
+                        report.add("faces/s", arch, f"spandrel {p}{mode} batch {b}", "skipped (time budget / slow)", "", "skip")
                         continue
                     xd = face(size, b).to(device)
 
@@ -464,7 +479,7 @@ def check_throughput(report: Report, device: torch.device, models: dict[str, tup
 
                     t = timed(run_theirs, device, repeats=1 if quick else 3)
                     slow = t > 20
-                    report.add("faces/s", arch, f"spandrel {p} (autocast) batch {b}", f"{b / t:.1f}", "", "")
+                    report.add("faces/s", arch, f"spandrel {p}{mode} batch {b}", f"{b / t:.1f}", "", "")
                 net.to("cpu")
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -645,7 +660,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.quick:
         torch.set_num_threads(1)  # tiny ops: threads only cost synchronisation (and a shared CPU suffers)
     torch.manual_seed(0)
-    report = Report(args.budget)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    header = (f"# FaceMend GPU check\n\n{name}, torch {torch.__version__}, device {device}, "
+              f"{'quick subset, ' if args.quick else ''}seeded random weights in official layouts")
+    report = Report(args.budget, Path(args.out), header)
     wanted = set(args.sections.split(","))
     with section(report, "models"):
         models = official_models(args.quick)
@@ -681,13 +699,10 @@ def main(argv: list[str] | None = None) -> int:
             if go:
                 check_end_to_end(report, device, models, weights, args.quick)
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
-    header = (f"# FaceMend GPU check\n\n{name}, torch {torch.__version__}, device {device}, "
-              f"{'quick subset, ' if args.quick else ''}{time.perf_counter() - report.start:.0f} s, seeded random weights in official layouts")
-    text = report.markdown(header)
+    report.header += f", {time.perf_counter() - report.start:.0f} s"
+    text = report.save(final=True)
     print()
     print(text)
-    Path(args.out).write_text(text)
     return 0
 
 
