@@ -133,7 +133,7 @@ def main() -> None:
             module.eval().requires_grad_(False)
             xn = x * 2 - 1
 
-            def run(dtype: torch.dtype, module: torch.nn.Module = module) -> Callable[[], torch.Tensor]:
+            def run(dtype: torch.dtype, module: torch.nn.Module = module, xn: torch.Tensor = xn) -> Callable[[], torch.Tensor]:
                 def f() -> torch.Tensor:
                     with torch.inference_mode(), precision(dtype):
                         return ((module(xn).float() + 1) / 2).clamp(0, 1)

@@ -70,7 +70,7 @@ Row = tuple[str, str, str, str, str, str]  # section, item, setting, measured, t
 def _import_facemend() -> None:
     """Make ``import facemend`` work from a bare checkout (the checkout is the package)."""
     try:
-        import facemend  # noqa: F401
+        import facemend
         return
     except ImportError:
         pass
@@ -190,9 +190,8 @@ def official_models(quick: bool) -> dict[str, tuple[Any, str]]:
 
     ``quick`` builds small GFP-GAN variants instead (CPU smoke test).
     """
-    from fm_testing.weights import load_layout, seeded_state_dict
-
     from facemend.model_loaders import load_model
+    from fm_testing.weights import load_layout, seeded_state_dict
 
     override = _gfpgan_override()
     if quick:
@@ -241,8 +240,8 @@ def spandrel_counterpart(arch: str, model: Any) -> tuple[torch.nn.Module, Callab
         import spandrel_extra_arches
 
         spandrel_extra_arches.install()
-    except Exception:  # noqa: BLE001 - extra arches optional (CodeFormer lives there)
-        pass
+    except Exception as e:  # noqa: BLE001 - extra arches optional (CodeFormer lives there)
+        print(f"  (spandrel_extra_arches not installed: {e})")
     calls: dict[str, Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]] = {
         "gfpgan_clean": lambda m, x: (m(x * 2 - 1, return_rgb=False, randomize_noise=False)[0].float() + 1) / 2,
         "codeformer": lambda m, x: (m(x * 2 - 1, weight=0.5)[0].float() + 1) / 2,
@@ -453,7 +452,7 @@ def check_throughput(report: Report, device: torch.device, models: dict[str, tup
                     report.add("faces/s", arch, f"ours {p} batch {b}", "skipped (time budget / slow)", "", "skip")
                     continue
                 x = face(size, b)
-                t = timed(lambda: run_node_path(mm, x, controls, max_chunk=b), device, repeats=1 if quick else 3)
+                t = timed(lambda mm=mm, x=x, b=b, c=controls: run_node_path(mm, x, c, max_chunk=b), device, repeats=1 if quick else 3)
                 slow = t > 20
                 rate = b / t
                 tgt = f">= {target:.0f} (batched, fp16/bf16)" if target and p != "fp32" and b > 1 else ""
@@ -473,7 +472,8 @@ def check_throughput(report: Report, device: torch.device, models: dict[str, tup
                         continue
                     xd = face(size, b).to(device)
 
-                    def run_theirs(xd: torch.Tensor = xd, dtype: torch.dtype = dtype) -> torch.Tensor:
+                    def run_theirs(xd: torch.Tensor = xd, dtype: torch.dtype = dtype, net: torch.nn.Module = net,
+                                   call: Callable[..., torch.Tensor] = call) -> torch.Tensor:
                         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
                             return call(net, xd).cpu()
 
@@ -530,7 +530,12 @@ def check_detection(report: Report, device: torch.device, weights: Path | None, 
 
 
 def check_refusion(report: Report, device: torch.device, quick: bool) -> None:
-    from facemend.archs.refusion import ConditionalNAFNet, RefineSettings, generator_noise, refine_images
+    from facemend.archs.refusion import (
+        ConditionalNAFNet,
+        RefineSettings,
+        generator_noise,
+        refine_images,
+    )
     from facemend.runtime import compute_precision
 
     torch.manual_seed(0)
@@ -548,7 +553,7 @@ def check_refusion(report: Report, device: torch.device, quick: bool) -> None:
     for p, dtype in (("fp32", torch.float32), *((("bf16", torch.bfloat16),) if device.type == "cpu" else (("fp16", torch.float16), ("bf16", torch.bfloat16)))):
         settings = RefineSettings(sampler="sde", steps=100, strength=steps / 100)
 
-        def run() -> torch.Tensor:
+        def run(dtype: torch.dtype = dtype, settings: RefineSettings = settings) -> torch.Tensor:
             with torch.inference_mode(), compute_precision(device, dtype):
                 return refine_images(net, image, settings, generator_noise([torch.Generator().manual_seed(1)]))
 
@@ -564,7 +569,6 @@ def check_end_to_end(report: Report, device: torch.device, models: dict[str, tup
         return
     import cv2
     import numpy as np
-
     from facemend.face.models import load_retinaface
     from facemend.face.pipeline import detect_and_align, paste_back, rgb_view
     from facemend.runtime import ManagedModel, resolve_dtype, restore_batch

@@ -93,8 +93,8 @@ def run_in_chunks(
             nxt = slice(index.stop, min(index.stop + n, batch))
             ahead = (nxt, _to_device(x[nxt], device))
         try:
-            y = run_with_fallback(lambda: fn(chunk, index), device, dtype)
-        except Exception as e:  # noqa: BLE001 - only OOM is handled, everything else re-raised
+            y = run_with_fallback(lambda chunk=chunk, index=index: fn(chunk, index), device, dtype)
+        except Exception as e:  # only OOM is handled, everything else re-raised
             if not is_oom(e):
                 raise
             del chunk

@@ -57,7 +57,7 @@ class CompiledForward:
                 fn = torch.compile(self.eager, backend=self.backend, **self.options)
                 self.cache[key] = fn
             out = fn(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 - any compile/backend failure falls back to eager
+        except Exception as e:  # any compile/backend failure falls back to eager
             if is_oom(e):
                 raise
             self.failed = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"

@@ -8,6 +8,7 @@ scales, bilinear resampling instead of FIR filters. State-dict layout = the offi
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -64,7 +65,7 @@ class ModulatedConv2d(nn.Module):
             upsample=self.sample_mode == "upsample", weight_sq=self._weight_sq() if self.demodulate else None,
         )
 
-    def _apply(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - nn.Module's signature
+    def _apply(self, *args: Any, **kwargs: Any) -> nn.Module:  # nn.Module's signature
         self.__dict__.pop("_sq_cache", None)  # moved or cast: never keep a copy on the old device
         return super()._apply(*args, **kwargs)
 
