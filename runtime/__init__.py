@@ -23,4 +23,9 @@ __all__ = [
     "free_memory_bytes", "in_comfyui", "intermediate_device", "is_oom", "list_models", "offload_device",
     "register_model_folders", "request_interrupt", "resolve_dtype", "run_in_chunks", "run_with_fallback",
     "torch_device",
+    "REDUCED_DTYPES", "WeightStore", "active_compute_dtype", "disable_compile", "enable_compile", "module_dtype",
+    "to_channels_last",
 ]
+from .compile import disable_compile, enable_compile  # noqa: E402
+from .models import WeightStore, module_dtype, to_channels_last  # noqa: E402
+from .precision import REDUCED_DTYPES, active_compute_dtype  # noqa: E402

@@ -15,6 +15,9 @@ log = logging.getLogger("facemend")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _NAMED = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
+#: The half-precision compute dtypes (weights are stored in them on the compute device).
+REDUCED_DTYPES = (torch.float16, torch.bfloat16)
+
 
 def cpu_supports_bf16() -> bool:
     """True when this CPU has native bf16 arithmetic (AVX-512 BF16 or AMX).
@@ -70,9 +73,25 @@ def resolve_dtype(policy: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def active_compute_dtype(device: torch.device) -> torch.dtype:
+    """The dtype convolutions on ``device`` run in right now: autocast's dtype when autocast is
+    on for ``device.type``, else ``torch.float32``."""
+    kind = device.type
+    try:
+        if torch.is_autocast_enabled(kind):
+            return torch.get_autocast_dtype(kind)
+    except (RuntimeError, TypeError):  # a device type autocast does not know
+        return torch.float32
+    return torch.float32
+
+
 @contextlib.contextmanager
 def compute_precision(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
-    """Autocast to ``dtype`` on ``device`` (a no-op for fp32). Weights stay fp32."""
+    """Autocast to ``dtype`` on ``device`` (a no-op for fp32).
+
+    Weights may be fp32 (autocast casts them per op) or already stored in ``dtype`` by
+    :class:`~facemend.runtime.models.ManagedModel` (no casts).
+    """
     if dtype == torch.float32:
         yield
         return
@@ -82,6 +101,9 @@ def compute_precision(device: torch.device, dtype: torch.dtype) -> Iterator[None
 
 def run_with_fallback(fn: Callable[[], torch.Tensor], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Run ``fn`` in ``dtype``; if the result holds NaN/Inf, log it and run again in fp32.
+
+    The retry runs with autocast off; a :class:`~facemend.runtime.models.ManagedModel` whose
+    weights are stored in ``dtype`` reloads its fp32 master for it (its forward pre-hook).
 
     Returns:
         ``fn()``'s result as float32.

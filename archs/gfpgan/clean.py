@@ -8,6 +8,7 @@ scales, bilinear resampling instead of FIR filters. State-dict layout = the offi
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,9 +18,8 @@ from .common import (
     ConstantInput,
     GFPGANBase,
     NormStyleCode,
-    grouped_conv,
     log2_size,
-    modulated_weight,
+    modulated_conv2d,
     register_noise_buffers,
     stylegan_channels,
 )
@@ -29,6 +29,8 @@ class ModulatedConv2d(nn.Module):
     """Style-modulated conv without bias; ``sample_mode="upsample"`` doubles the size (bilinear) first.
 
     Keys: ``weight`` ``(1, C_out, C_in, k, k)``, ``modulation.{weight,bias}`` (``nn.Linear``).
+    The style linear and the demodulation run in fp32 (tiny tensors) whatever the autocast state;
+    the conv itself runs in the input's / autocast dtype (see :func:`~.common.modulated_conv2d`).
     """
 
     def __init__(
@@ -51,14 +53,32 @@ class ModulatedConv2d(nn.Module):
             torch.randn(1, out_channels, in_channels, kernel_size, kernel_size) / math.sqrt(in_channels * kernel_size**2)
         )
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """``x`` ``(B, C_in, H, W)``, ``style`` ``(B, num_style_feat)`` -> ``(B, C_out, H', W')``."""
-        weight = modulated_weight(self.weight, self.modulation(style), self.demodulate)
-        if self.sample_mode == "upsample":
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        elif self.sample_mode == "downsample":
+    def forward(self, x: torch.Tensor, style: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        """``x`` ``(B, C_in, H, W)``, ``style`` ``(B, num_style_feat)`` -> ``gain *`` ``(B, C_out, H', W')``."""
+        lin = self.modulation
+        with torch.autocast(device_type=style.device.type, enabled=False):
+            s = F.linear(style.float(), lin.weight.float(), lin.bias.float())
+        if self.sample_mode == "downsample":
             x = F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False)
-        return grouped_conv(x, weight, self.padding)
+        return modulated_conv2d(
+            x, self.weight, s, demodulate=self.demodulate, padding=self.padding, gain=gain,
+            upsample=self.sample_mode == "upsample", weight_sq=self._weight_sq() if self.demodulate else None,
+        )
+
+    def _apply(self, *args: Any, **kwargs: Any) -> nn.Module:  # nn.Module's signature
+        self.__dict__.pop("_sq_cache", None)  # moved or cast: never keep a copy on the old device
+        return super()._apply(*args, **kwargs)
+
+    def _weight_sq(self) -> torch.Tensor:
+        """``(C_out, C_in)`` fp32 ``sum_k weight**2``, cached while the weight tensor is unchanged."""
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        cached = self.__dict__.get("_sq_cache")
+        if cached is None or cached[0] != key:
+            with torch.autocast(device_type=w.device.type, enabled=False):
+                sq = w.detach().reshape(w.shape[1], w.shape[2], -1).float().pow(2).sum(-1)
+            self.__dict__["_sq_cache"] = cached = (key, sq)
+        return cached[1]
 
 
 class StyleConv(nn.Module):
@@ -75,14 +95,22 @@ class StyleConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        out = self.modulated_conv(x, style) * 2**0.5
-        out = out + self.weight * noise
-        out = out + self.bias
+        """``x`` ``(B, C_in, H, W)``, ``style`` ``(B, F)``, ``noise`` ``(1 or B, 1, H', W')`` -> ``(B, C_out, H', W')``.
+
+        Everything after the conv runs in place on the conv's own output, in its dtype (no
+        promotion of bf16/fp16 activations by fp32 parameters or noise).
+        """
+        out = self.modulated_conv(x, style, gain=2**0.5)
+        out = out.add_(noise.to(out.dtype) * self.weight.to(out.dtype))
+        out = out.add_(self.bias.to(out.dtype))
         return F.leaky_relu_(out, 0.2)  # in place on our own fresh tensor, as the official code
 
 
 class ToRGB(nn.Module):
-    """1x1 modulated conv (no demodulation) + bias, added to the (bilinearly upsampled) previous RGB."""
+    """1x1 modulated conv (no demodulation) + bias, added to the (bilinearly upsampled) previous RGB.
+
+    The 3-channel RGB path is kept in fp32 under autocast (cheap, and it accumulates over levels).
+    """
 
     def __init__(self, in_channels: int, num_style_feat: int, upsample: bool = True) -> None:
         super().__init__()
@@ -91,16 +119,22 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.modulated_conv(x, style) + self.bias
+        """``x`` ``(B, C, H, W)``, ``skip`` ``(B, 3, H/2, W/2)`` or ``None`` -> ``(B, 3, H, W)`` float32."""
+        out = self.modulated_conv(x, style).float().add_(self.bias.float())
         if skip is not None:
             if self.upsample:
                 skip = F.interpolate(skip, scale_factor=2, mode="bilinear", align_corners=False)
-            out = out + skip
+            out = out.add_(skip)
         return out
 
 
 class ResBlock(nn.Module):
-    """Residual block that halves (``mode="down"``) or doubles (``"up"``) the size, bilinearly."""
+    """Residual block that halves (``mode="down"``) or doubles (``"up"``) the size, bilinearly.
+
+    Bilinear halving with ``align_corners=False`` is exactly a 2x2 average, computed as such; the
+    bias-free 1x1 skip conv commutes with the (linear, per-channel) resampling, so it runs at the
+    smaller of the two resolutions.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, mode: str = "down") -> None:
         super().__init__()
@@ -109,12 +143,21 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         self.scale_factor = 0.5 if mode == "down" else 2.0
 
+    def _resample(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scale_factor == 0.5 and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0:
+            return F.avg_pool2d(x, 2)
+        return F.interpolate(x, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C_in, H, W)`` -> ``(B, C_out, H * scale, W * scale)``; ``x`` is not modified."""
         out = F.leaky_relu_(self.conv1(x), 0.2)
-        out = F.interpolate(out, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
+        out = self._resample(out)
         out = F.leaky_relu_(self.conv2(out), 0.2)
-        x = F.interpolate(x, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
-        return out + self.skip(x)
+        if self.scale_factor < 1:
+            skip = self.skip(self._resample(x))
+        else:
+            skip = self._resample(self.skip(x))
+        return out.add_(skip.to(out.dtype))
 
 
 class StyleGAN2DecoderClean(nn.Module):
@@ -207,6 +250,11 @@ class GFPGANv1Clean(GFPGANBase):
                 heads.append(
                     nn.Sequential(nn.Conv2d(ch, ch, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(ch, sft_ch, 3, 1, 1))
                 )
+
+        #: Kept in fp32 when the runtime stores the rest in fp16/bf16: the style linears are tiny
+        #: and run in fp32 anyway (see ModulatedConv2d), so half-precision copies would only cost
+        #: a cast per call.
+        self.fp32_submodules = tuple(name for name, m in self.named_modules() if name.endswith("modulation"))
 
     def encode_first(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu_(self.conv_body_first(x), 0.2)

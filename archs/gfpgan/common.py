@@ -104,6 +104,35 @@ def apply_sft(
     return modulated if keep is None else torch.cat([keep, modulated], dim=1)
 
 
+def _apply_sft_(
+    out: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, strength: Strength, sft_half: bool
+) -> torch.Tensor:
+    """:func:`apply_sft` computed in place in ``out`` (the forward pass's own fresh features).
+
+    Same arithmetic in the same order as :func:`apply_sft` (so fp32 results are identical), in
+    ``out``'s dtype; returns ``out``.
+    """
+    mod = out[:, out.size(1) // 2 :] if sft_half else out
+    scale, shift = scale.to(mod.dtype), shift.to(mod.dtype)
+    if isinstance(strength, torch.Tensor):
+        s = strength.to(device=mod.device, dtype=mod.dtype).view(-1, 1, 1, 1)
+        mod.add_(s * (mod * scale + shift - mod))
+    elif strength != 1.0:
+        mod.add_(strength * (mod * scale + shift - mod))
+    else:
+        mod.mul_(scale).add_(shift)
+    return out
+
+
+def prefers_channels_last(x: torch.Tensor) -> bool:
+    """True when ``x`` will be convolved in fp16/bf16: it is half precision itself, or autocast to a
+    half dtype is on for its device. Half-precision convs are fastest channels-last everywhere."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return True
+    kind = x.device.type
+    return torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) in (torch.float16, torch.bfloat16)
+
+
 def _is_zero(strength: Strength) -> bool:
     if isinstance(strength, torch.Tensor):
         return False  # a per-face tensor is applied as is (cheap to check, not worth a sync)
@@ -199,6 +228,13 @@ class GFPGANBase(nn.Module):
         if len(noise) != self.num_layers:
             raise ValueError(f"expected {self.num_layers} noise tensors, got {len(noise)}")
 
+        # reduced precision runs channels-last throughout (oneDNN's and cuDNN's fast layout: bf16
+        # convs 4.5x faster on an AMX CPU); a copy, the caller's tensor is untouched; the output
+        # is NCHW again. fp32 keeps NCHW (on the CPU its channels-last 1x1 convs are slower).
+        channels_last = prefers_channels_last(x)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+
         # encoder (U-Net down path); skips are used deepest first
         feat = self.encode_first(x)
         skips: list[torch.Tensor] = []
@@ -218,20 +254,21 @@ class GFPGANBase(nn.Module):
 
         # StyleGAN2 generator, interleaved with the U-Net up path so each level's condition maps
         # are made just before they are used (same maths as computing them all first, less memory)
-        out = dec.constant_input(b)
+        out = dec.constant_input(b).contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         out = dec.style_conv1(out, latent[:, 0], noise=noise[0])
         skip = dec.to_rgb1(out, latent[:, 1])
         for j in range(levels):
-            feat = self.conv_body_up[j](feat + skips[j])
+            # feat is this loop's own tensor (the previous block's output), so the skip is added in place
+            feat = self.conv_body_up[j](feat.add_(skips[j].to(feat.dtype)))
             i = 2 * j + 1
             out = dec.style_convs[2 * j](out, latent[:, i], noise=noise[i])
             if not _is_zero(strengths[j]):
                 scale = self.condition_scale[j](feat)
                 shift = self.condition_shift[j](feat)
-                out = apply_sft(out, scale, shift, strengths[j], self.sft_half)
+                out = _apply_sft_(out, scale, shift, strengths[j], self.sft_half)
             out = dec.style_convs[2 * j + 1](out, latent[:, i + 1], noise=noise[i + 1])
             skip = dec.to_rgbs[j](out, latent[:, i + 2], skip)
-        return skip
+        return skip.contiguous()
 
 
 def register_noise_buffers(module: nn.Module, out_size: int) -> None:
@@ -284,3 +321,85 @@ def grouped_conv(x: torch.Tensor, weight: torch.Tensor, padding: int) -> torch.T
     c_out, k = weight.shape[1], weight.shape[-1]
     out = F.conv2d(x.reshape(1, b * c_in, h, w), weight.reshape(b * c_out, c_in, k, k), padding=padding, groups=b)
     return out.view(b, c_out, *out.shape[2:])
+
+
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    style: torch.Tensor,
+    *,
+    demodulate: bool,
+    padding: int,
+    gain: float = 1.0,
+    upsample: bool = False,
+    eps: float = 1e-8,
+    weight_sq: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """StyleGAN2's modulated conv, computed the cheapest exact way for the batch and layer size.
+
+    Mathematically ``gain * conv(up(x), demod(weight * style))`` per sample, as the official
+    ``ModulatedConv2d`` (``up`` = bilinear x2, ``align_corners=False``, when ``upsample``). Two
+    equivalent ways:
+
+    - *weight modulation* (the official "fused" form): fold style, demodulation and gain into
+      the conv weight; one ordinary conv. Used for a single face whose activations are larger
+      than its weight (the high-resolution layers).
+    - *activation modulation*: ``conv(x * style) * demod`` with the shared weight, one batched
+      conv (what oneDNN and cuDNN run fastest; grouped convs are not). Used for several faces and
+      for layers whose weight outweighs the activations (512 channels at <= 64 px).
+
+    The per-channel style commutes with the upsampling, so it is applied before it, on 4x fewer
+    pixels. Results equal the official ones up to fp32 rounding (~1e-7 relative).
+
+    Args:
+        x: ``(B, C_in, H, W)`` features, any float dtype, any memory format (channels-last stays
+            channels-last); never modified.
+        weight: ``(1, C_out, C_in, k, k)`` conv weight (equalised-lr scale already applied), any
+            float dtype.
+        style: ``(B, C_in)`` modulation; style and demodulation maths run in fp32.
+        demodulate: divide each output channel by the norm of its modulated weight.
+        padding: conv padding.
+        gain: constant output factor (StyleGAN2's ``sqrt(2)`` of the style conv), folded in.
+        upsample: bilinear 2x upsampling of ``x`` before the conv.
+        weight_sq: optional ``(C_out, C_in)`` fp32 ``sum_k weight**2`` (a cache of the caller's).
+
+    Returns:
+        ``(B, C_out, H', W')`` in the conv's dtype (the autocast dtype under autocast, else
+        ``x``'s dtype), ``H' = 2H`` when ``upsample``; channels-last when ``x`` is.
+    """
+    b, c_in = style.shape
+    c_out, k = weight.shape[1], weight.shape[-1]
+    w = weight.reshape(c_out, c_in, k, k)
+    with torch.autocast(device_type=x.device.type, enabled=False):  # small fp32 maths, never autocast
+        s = style.float()
+        if demodulate:
+            sq = weight_sq if weight_sq is not None else w.float().pow(2).sum([2, 3])
+            d = torch.rsqrt(s.pow(2) @ sq.t() + eps)  # (B, C_out)
+            if gain != 1.0:
+                d = d * gain
+        else:
+            d = torch.full((b, c_out), gain, dtype=torch.float32, device=s.device)
+    side = x.shape[-2] * x.shape[-1] * (4 if upsample else 1)
+    if b == 1 and side > c_out * k * k:
+        # one pass over the weight, straight into the conv's dtype and the weight's layout
+        scale = d.view(c_out, 1, 1, 1) * s.view(1, c_in, 1, 1)
+        wm = torch.empty_like(w, dtype=_conv_dtype(x))
+        torch.mul(w, scale, out=wm)
+        if upsample:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return F.conv2d(x, wm, padding=padding)
+    xs = x * s.to(x.dtype).view(b, c_in, 1, 1)
+    if upsample:
+        xs = F.interpolate(xs, scale_factor=2, mode="bilinear", align_corners=False)
+    out = F.conv2d(xs, w.to(xs.dtype), padding=padding)
+    if not demodulate and gain == 1.0:
+        return out
+    return out.mul_(d.to(out.dtype).view(b, c_out, 1, 1))
+
+
+def _conv_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a conv of ``x`` runs in: autocast's for ``x``'s device when it is on, else ``x``'s."""
+    kind = x.device.type
+    if torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind)
+    return x.dtype

@@ -435,3 +435,27 @@ def test_original_runs_with_bf16_weights(face_crop: torch.Tensor) -> None:
         model.module.to(torch.bfloat16)  # FIR kernels (non-persistent buffers) follow the module
         y = model(x.to(torch.bfloat16))
     assert y.dtype == torch.bfloat16 and (y.float() - ref).abs().mean() < 0.02
+
+
+def _cpu_bf16_runs() -> bool:
+    try:
+        F.conv2d(torch.ones(1, 2, 4, 4, dtype=torch.bfloat16), torch.ones(2, 2, 3, 3, dtype=torch.bfloat16))
+        return True
+    except RuntimeError:
+        return False
+
+
+@pytest.mark.skipif(not _cpu_bf16_runs(), reason="this CPU/torch build cannot run bf16 convolutions at all")
+def test_v14_layout_bf16_on_the_cpu_keeps_35_db_on_the_real_face(face_crop: torch.Tensor) -> None:
+    """The node's bf16 path (bf16 weights, channels-last, autocast) against our fp32 on the astronaut."""
+    from facemend.runtime import ManagedModel, module_dtype, restore_batch
+
+    model = load_model(case_state_dict("gfpgan_clean"))  # GFPGANv1.3/v1.4 layout, seeded weights
+    ref = ((our_raw("gfpgan_clean", face_crop) + 1) / 2).clamp(0, 1)
+    managed = ManagedModel(model, precision="bf16")
+    y = restore_batch(managed, face_crop)
+    assert module_dtype(model.module) == torch.bfloat16  # it really ran on bf16 weights
+    mse = (y - ref).square().mean().item()
+    psnr = 10 * math.log10(1 / mse)
+    assert 35.0 <= psnr < 80.0, psnr  # close to fp32, and not secretly fp32
+    assert ref.std() > 0.05  # a real image, not a flat one
