@@ -9,6 +9,7 @@ from typing import Any
 from ..face.models import DETECTOR_FILES, DETECTORS, PARSER_FILES, PARSERS, load_face_models
 from ..model_loaders import find_known, known_models, load_model, read_checkpoint
 from ..model_loaders.download import directory_under_name, ensure_known_model
+from ..model_loaders.info import describe_spec
 from ..runtime import PRECISIONS, ManagedModel, download_dir, find_model, folder_paths_for, list_models
 from .spec import In, NodeDef, NodeResult, Out
 
@@ -92,16 +93,24 @@ class FaceMendModelLoader(NodeDef):
                 default="auto",
                 options=list(PRECISIONS),
             ),
+            In(
+                "compile",
+                "BOOLEAN",
+                "Compile the network with torch.compile (GPU; the first run takes a minute or more, later runs "
+                "are faster). Falls back to normal execution, with a log line, when compilation fails.",
+                default=False,
+                optional=True,
+            ),
         ]
 
     @classmethod
-    def execute(cls, model_name: str, precision: str = "auto", **_: Any) -> NodeResult:
+    def execute(cls, model_name: str, precision: str = "auto", compile: bool = False, **_: Any) -> NodeResult:  # noqa: A002
         kind, path = resolve_model_file(model_name)
         model = load_model(path)
         log.info("FaceMend: loaded %s from %s", model.describe(), path)
-        managed = ManagedModel(model, precision=precision)
-        controls = ", ".join(model.spec.controls) or "none"
-        text = f"{model.describe()}\ncontrols: {controls}\nfolder: {kind}"
+        managed = ManagedModel(model, precision=precision, compile=bool(compile))
+        info = describe_spec(model.spec, model.hparams)
+        text = f"{model.describe()}\nuse with: {info.node_name}\ncontrols: {', '.join(info.widgets) or 'none'}\nfolder: {kind}"
         return NodeResult((managed,), ui={"text": [text]})
 
     @classmethod
