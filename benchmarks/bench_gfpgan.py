@@ -6,7 +6,7 @@ copies) and the stored noise (``randomize_noise=False``). Rows, timed in interle
 one process (fair when the load changes; the ratios are what counts on a shared machine):
 
 - spandrel fp32 / spandrel bf16: spandrel's module called directly, bf16 = CPU autocast;
-- ours fp32 / ours bf16: the node's path, ``runtime.ManagedModel`` + ``runtime.restore_batch``
+- ours fp32 / ours bf16: the node's path, ``runtime.ManagedModel`` + ``model_loaders.restore_batch``
   (bf16 = weights stored in bf16, channels-last, autocast, fp32 retry on NaN/Inf);
 
 with each time relative to spandrel fp32 and the PSNR of each output against ours fp32 (on the
@@ -88,7 +88,8 @@ def main() -> None:
 
     from facemend.archs.gfpgan import GFPGANv1, GFPGANv1Clean
     from facemend.model_loaders import load_model
-    from facemend.runtime import ManagedModel, cpu_supports_bf16, restore_batch
+    from facemend.model_loaders import restore_batch
+    from facemend.runtime import ManagedModel, cpu_supports_bf16
 
     torch.manual_seed(0)
     sd = load_model(args.model).module.state_dict() if args.model else GFPGANv1Clean().state_dict()

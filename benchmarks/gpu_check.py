@@ -282,14 +282,15 @@ def managed(model: Any, precision: str, device: torch.device) -> Any:
 
 def run_node_path(mm: Any, x: torch.Tensor, controls: dict[str, Any], max_chunk: int | None = None) -> torch.Tensor:
     """``restore_batch`` (the node's path) with one chunk of up to ``max_chunk`` faces."""
-    from facemend.runtime import batching, restore_batch
+    from facemend.model_loaders import ControlPlan, restore_batch
+    from facemend.runtime import batching
 
     if max_chunk is None:
-        return restore_batch(mm, x, controls=controls)
+        return restore_batch(mm, x, ControlPlan(controls=dict(controls or {})))
     original = batching.default_max_chunk
     batching.default_max_chunk = lambda device: max_chunk  # type: ignore[assignment]
     try:
-        return restore_batch(mm, x, controls=controls)
+        return restore_batch(mm, x, ControlPlan(controls=dict(controls or {})))
     finally:
         batching.default_max_chunk = original  # type: ignore[assignment]
 
@@ -428,8 +429,8 @@ def check_throughput(report: Report, device: torch.device, models: dict[str, tup
         if arch == "gpen":  # whichever GPEN id the registry gives it (gpen, gpen_bfr_512, ...)
             arch = next((a for a in models if a.startswith("gpen")), arch)
         if arch not in models:
-            if not quick or arch == "gpen":
-                report.add("faces/s", arch, "-", "not available" + (" (no gpen arch in the registry)" if arch == "gpen" else ""), "", "n/a")
+            if not quick:
+                report.add("faces/s", arch, "-", "not available (no official layout under tests/golden)", "", "n/a")
             continue
         model = models[arch][0]
         size = net_size(model, 512)
@@ -518,7 +519,8 @@ def check_detection(report: Report, device: torch.device, weights: Path | None, 
         report.add("detection", "retinaface_mobile0.25", "-", "not run: no detector weights (--detector)", "", "n/a")
         return
     from facemend.face.models import load_retinaface
-    from facemend.face.pipeline import detect_and_align, rgb_view
+    from facemend.face.pipeline import detect_and_align
+    from facemend.nodes.images import rgb_view
     from facemend.runtime import ManagedModel
 
     det = load_retinaface(weights, "retinaface_mobile0.25")
@@ -572,8 +574,10 @@ def check_end_to_end(report: Report, device: torch.device, models: dict[str, tup
     import cv2
     import numpy as np
     from facemend.face.models import load_retinaface
-    from facemend.face.pipeline import detect_and_align, paste_back, rgb_view
-    from facemend.runtime import ManagedModel, resolve_dtype, restore_batch
+    from facemend.face.pipeline import detect_and_align, paste_back
+    from facemend.nodes.images import rgb_view
+    from facemend.model_loaders import restore_batch
+    from facemend.runtime import ManagedModel, resolve_dtype
 
     model = models["gfpgan_clean"][0]
     det = load_retinaface(weights, "retinaface_mobile0.25")

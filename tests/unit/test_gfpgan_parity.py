@@ -448,7 +448,8 @@ def _cpu_bf16_runs() -> bool:
 @pytest.mark.skipif(not _cpu_bf16_runs(), reason="this CPU/torch build cannot run bf16 convolutions at all")
 def test_v14_layout_bf16_on_the_cpu_keeps_35_db_on_the_real_face(face_crop: torch.Tensor) -> None:
     """The node's bf16 path (bf16 weights, channels-last, autocast) against our fp32 on the astronaut."""
-    from facemend.runtime import ManagedModel, module_dtype, restore_batch
+    from facemend.model_loaders import restore_batch
+    from facemend.runtime import ManagedModel, module_dtype
 
     model = load_model(case_state_dict("gfpgan_clean"))  # GFPGANv1.3/v1.4 layout, seeded weights
     ref = ((our_raw("gfpgan_clean", face_crop) + 1) / 2).clamp(0, 1)

@@ -15,7 +15,8 @@ from torch import nn
 
 from facemend import runtime
 from facemend.model_loaders import RestorationModel, load_model
-from facemend.runtime import ManagedModel, restore_batch
+from facemend.model_loaders import restore_batch
+from facemend.runtime import ManagedModel
 from facemend.runtime.compile import enable_compile
 
 CPU = torch.device("cpu")
