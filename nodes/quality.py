@@ -74,7 +74,7 @@ class FaceMendFaceQuality(NodeDef):
             raise ValueError(f"{cls.DISPLAY_NAME}: 'faces' must come from 'FaceMend Detect'.")
         crops = rgb_view(kw["crops"], "crops", allow_empty=True)
         n, _, h, w = crops.shape
-        if n == 0 or (faces is not None and len(faces) == 0) or (faces is None and is_placeholder(kw["crops"])):
+        if n == 0 or (is_placeholder(kw["crops"]) and (faces is None or len(faces) == 0)):  # Detect kept no face
             return NodeResult(("", "", "", ""), {"text": ["no face crops: nothing to score"]})
         if h != w:
             raise ValueError(f"{cls.DISPLAY_NAME}: crops must be square aligned face crops; got {w}x{h}. Use the crops "

@@ -110,7 +110,8 @@ class FaceMendDiffusionRefine(NodeDef):
 
         try:
             out = run_in_chunks(
-                run, x, device=device, dtype=dtype, per_item_bytes=_per_item_bytes(net, ae, settings, h, w), max_chunk=8
+                run, x, device=device, dtype=dtype, per_item_bytes=_per_item_bytes(net, ae, settings, h, w), max_chunk=8,
+                chunk_seconds=None,  # progress and Cancel after every diffusion step already
             )
         finally:
             progress.close()

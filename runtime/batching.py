@@ -49,7 +49,7 @@ def run_in_chunks(
     per_item_bytes: float,
     max_chunk: int | None = None,
     progress: Progress | None = None,
-    chunk_seconds: float = 1.0,
+    chunk_seconds: float | None = 1.0,
 ) -> torch.Tensor:
     """Apply ``fn`` to ``x`` chunk by chunk and concatenate the results.
 
@@ -69,7 +69,9 @@ def run_in_chunks(
         progress: advanced by the number of items in each finished chunk.
         chunk_seconds: chunks are sized so that one takes about this long (measured on the
             chunks before it; the first chunk is one item on the CPU), so Cancel is honoured and
-            the progress bar moves at least that often, whatever fits in memory.
+            the progress bar moves at least that often, whatever fits in memory. ``None``: by
+            memory alone, for ``fn`` that checks interruption and advances progress itself
+            (Diffusion Refine does, after every step).
 
     Returns:
         ``(B, C, H', W')`` float32 on ComfyUI's intermediate device (CPU outside ComfyUI).
@@ -83,7 +85,7 @@ def run_in_chunks(
         return x.new_zeros((0, *x.shape[1:]), dtype=torch.float32, device=out_device)
     limit = max_chunk if max_chunk is not None else default_max_chunk(device)
     fits = chunk_size_for(activation_bytes(per_item_bytes, dtype), device, max_chunk=limit)
-    n = 1 if device.type == "cpu" else fits  # no timing yet: one item on the CPU
+    n = 1 if device.type == "cpu" and chunk_seconds is not None else fits  # no timing yet: one item on the CPU
     results: list[torch.Tensor] = []
     i = 0
     ahead: tuple[slice, torch.Tensor] | None = None
@@ -119,7 +121,8 @@ def run_in_chunks(
         done = index.stop - index.start
         if progress is not None:
             progress.update(done)
-        per_item = (time.perf_counter() - started) / done
-        n = max(1, min(fits, int(chunk_seconds / max(per_item, 1e-6))))
+        if chunk_seconds is not None:
+            per_item = (time.perf_counter() - started) / done
+            n = max(1, min(fits, int(chunk_seconds / max(per_item, 1e-6))))
         i = index.stop
     return torch.cat(results, dim=0)

@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from facemend.face import color, masks, selection, tracking, warp
 from facemend.face.alignment import FFHQ_TEMPLATE_512, compose_affine, face_template, invert_affine
 from facemend.face.detection import Detections, detect_frames, priors
 from facemend.face.records import FaceSet
 from facemend.model_loaders import UnsupportedModelError
+from facemend.nodes.images import is_placeholder
 from facemend.runtime import ManagedModel
 from fm_testing.images import RETINAFACE_MOBILENET, astronaut_image
 
@@ -296,10 +296,9 @@ def test_detection_runs_in_chunks() -> None:
 
 def test_official_urls_are_facexlibs() -> None:
     """Our URLs and file names are the ones in facexlib's own init functions."""
+    from facemend.face.models import DETECTOR_FILES, PARSER_FILES
     from facexlib.detection import init_detection_model
     from facexlib.parsing import init_parsing_model
-
-    from facemend.face.models import DETECTOR_FILES, PARSER_FILES
 
     source = inspect.getsource(init_detection_model) + inspect.getsource(init_parsing_model)
     for f in (*DETECTOR_FILES.values(), *PARSER_FILES.values()):
@@ -439,6 +438,6 @@ def test_nodes_end_to_end(models_dir: Path) -> None:
     # no face at all: empty crops, pass-through
     blank = torch.full((2, 64, 64, 3), 0.5)
     crops0, faces0, _ = FaceMendDetect.execute(detector=detector, image=blank).outputs
-    assert crops0.shape == (0, 512, 512, 3) and len(faces0) == 0
+    assert crops0.shape == (1, 512, 512, 3) and is_placeholder(crops0) and len(faces0) == 0  # Detect's no-face placeholder
     out0, mask0 = FaceMendPasteBack.execute(image=blank, crops=crops0, faces=faces0).outputs
     assert torch.equal(out0, blank) and not bool(mask0.any())

@@ -69,7 +69,7 @@ def test_schema_is_complete_and_registered() -> None:
     assert node.NODE_ID == "FaceMendCSSFTModulate" and node.CATEGORY.startswith("FaceMend/")
     assert node.DESCRIPTION and all(i.tooltip for i in node.inputs()) and all(o.tooltip for o in node.OUTPUTS)
     ids = [i.id for i in node.inputs()]
-    assert ids == ["crops", "model", "strength", "strength_coarse", "strength_fine", "noise", "seed"]
+    assert ids == ["crops", "model", "strength", "strength_coarse", "strength_fine", "noise", "seed", "per_face_strength"]
     assert {i.id: i.type for i in node.inputs()}["model"] == "FACEMEND_MODEL"
 
 

@@ -201,7 +201,7 @@ def test_non_refusion_model_is_refused() -> None:
 
 @pytest.mark.parametrize("steps", [0, -3])
 def test_steps_below_one(steps: int, nafnet: ManagedModel) -> None:
-    with pytest.raises(ValueError, match="steps must be at least 1"):
+    with pytest.raises(ValueError, match="FaceMend Diffusion Refine: steps must be between 1 and 1000"):
         _run(_image(1), nafnet, steps=steps)
 
 
