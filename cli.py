@@ -78,7 +78,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and ``--help``)."""
-    p = argparse.ArgumentParser(prog="facemend", description="FaceMend: blind face restoration (GFPGAN, CodeFormer, RestoreFormer, VQFR, Refusion).")
+    p = argparse.ArgumentParser(prog="facemend", description="FaceMend: blind face restoration (GFPGAN, CodeFormer, RestoreFormer, VQFR, GPEN, Refusion).")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
     sub = p.add_subparsers(dest="command", required=True)
 
