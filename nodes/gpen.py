@@ -51,7 +51,6 @@ class FaceMendGPENRestore(NodeDef):
         managed = kw["model"]
         require_family(managed, "gpen", cls.DISPLAY_NAME)
         strength = float(kw.get("strength", RESTORE.strength))
-        per_face = parse_per_face(kw.get("per_face_strength"), "per_face_strength", cls.DISPLAY_NAME)
         x = image_to_bchw(kw["crops"], "crops")
         b, _, h, w = x.shape
         if b == 0 or is_placeholder(kw["crops"]):  # no face upstream: pass it through, run nothing
@@ -59,9 +58,7 @@ class FaceMendGPENRestore(NodeDef):
         if h != w:
             raise ValueError(f"{cls.DISPLAY_NAME}: crops must be square face crops; got {w}x{h}. Use the crops from "
                              "'FaceMend Detect'.")
-        if per_face is not None and len(per_face) not in (1, b):
-            raise ValueError(f"{cls.DISPLAY_NAME}: per_face_strength has {len(per_face)} values for {b} crops; give "
-                             "one value per crop (in batch order) or a single value.")
+        per_face = parse_per_face(kw.get("per_face_strength"), "per_face_strength", cls.DISPLAY_NAME, count=b)
         values = {"strength": per_face if per_face is not None else strength, "normalize": bool(kw.get("normalize", True))}
         plan = plan_controls(managed.model, values, b)
         progress = Progress(b, desc=cls.DISPLAY_NAME)

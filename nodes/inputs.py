@@ -28,15 +28,18 @@ def require_family(managed: Any, family_id: str, node_name: str) -> None:
         )
 
 
-def parse_per_face(text: str | None, input_name: str, node_name: str, high: float = 1.0) -> list[float] | None:
+def parse_per_face(
+    text: str | None, input_name: str, node_name: str, high: float = 1.0, count: int | None = None,
+    unit: str = "crops",
+) -> list[float] | None:
     """A per-face STRING widget (``"0.3, 0.7"``) -> ``[0.3, 0.7]``; empty/blank -> ``None``.
 
     Values are separated by commas (or whitespace/semicolons), one per crop in batch order, and
-    must lie in ``[0, high]``.
+    must lie in ``[0, high]``. With ``count``, there must be one value or ``count`` values.
 
     Raises:
-        ValueError: an entry that is not a number, or out of range (the message names the node,
-            the input, the entry and the allowed range).
+        ValueError: an entry that is not a number, or out of range, or the wrong number of values
+            (the message names the node, the input, the entry and what is allowed).
     """
     if text is None or not text.strip():
         return None
@@ -52,4 +55,9 @@ def parse_per_face(text: str | None, input_name: str, node_name: str, high: floa
         if not math.isfinite(v) or not 0.0 <= v <= high:
             raise ValueError(f"{node_name}: {input_name} entry {i} is {part}; each value must be between 0 and {high:g}.")
         values.append(v)
+    if count is not None and len(values) not in (1, count):
+        raise ValueError(
+            f"{node_name}: {input_name} has {len(values)} values for {count} {unit}; give one value per "
+            f"{unit.rstrip('s')} (in batch order) or a single value."
+        )
     return values

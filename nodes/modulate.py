@@ -132,10 +132,7 @@ class FaceMendCSSFTModulate(NodeDef):
         if b == 0 or is_placeholder(crops):  # no face upstream: pass it through, run nothing
             return NodeResult((crops,), ui={"text": [NO_FACE]})
         x, note = check_crop_range(x)
-        per_face = parse_per_face(per_face_strength, "per_face_strength", cls.DISPLAY_NAME, high=3.0)
-        if per_face is not None and len(per_face) not in (1, b):
-            raise ValueError(f"{cls.DISPLAY_NAME}: per_face_strength has {len(per_face)} values for {b} crops; give one "
-                             "value per crop (in batch order) or a single value.")
+        per_face = parse_per_face(per_face_strength, "per_face_strength", cls.DISPLAY_NAME, high=3.0, count=b)
         values = {"strength": per_face if per_face is not None else float(strength), "strength_coarse": float(strength_coarse),
                   "strength_fine": float(strength_fine), "noise": noise, "seed": int(seed)}
         plan = plan_controls(model.model, values, b)

@@ -69,11 +69,9 @@ class FaceMendPasteBack(NodeDef):
             crops = crops[:0]
         check_finite(frames)
         opacity = float(kw.get("opacity", PASTE.opacity))
-        per_face = parse_per_face(kw.get("per_face_opacity"), "per_face_opacity", cls.DISPLAY_NAME)
+        per_face = parse_per_face(kw.get("per_face_opacity"), "per_face_opacity", cls.DISPLAY_NAME, count=len(faces) or None,
+                                  unit="faces")
         if per_face is not None and len(faces):
-            if len(per_face) not in (1, len(faces)):
-                raise ValueError(f"{cls.DISPLAY_NAME}: per_face_opacity has {len(per_face)} values for {len(faces)} faces; "
-                                 "give one per face (in face order) or a single value.")
             opacity = opacity * torch.tensor(per_face if len(per_face) > 1 else per_face * len(faces))
         progress = Progress(max(len(faces), 1), "FaceMend paste")
         image, mask = paste_back(

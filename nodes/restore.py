@@ -13,13 +13,14 @@ from .inputs import parse_per_face, require_family
 from .spec import In, NodeDef, NodeResult, Out
 
 
-def parse_fidelity_list(text: str | None) -> list[float] | None:
+def parse_fidelity_list(text: str | None, count: int | None = None) -> list[float] | None:
     """Codebook Restore's ``per_face_fidelity``: ``"0.3, 0.7"`` -> ``[0.3, 0.7]``; blank -> ``None``.
 
     Raises:
-        ValueError: an entry that is not a number, or outside ``[0, 1]`` (the message names it).
+        ValueError: an entry that is not a number, or outside ``[0, 1]`` (the message names it), or
+            neither one value nor ``count`` values.
     """
-    return parse_per_face(text, "per_face_fidelity", "FaceMend Codebook Restore")
+    return parse_per_face(text, "per_face_fidelity", "FaceMend Codebook Restore", count=count)
 
 
 class FaceMendCodebookRestore(NodeDef):
@@ -72,7 +73,6 @@ class FaceMendCodebookRestore(NodeDef):
         managed = kwargs["model"]
         fidelity = float(kwargs.get("fidelity", RESTORE.fidelity))
         require_family(managed, "codebook", cls.DISPLAY_NAME)
-        per_face = parse_fidelity_list(kwargs.get("per_face_fidelity"))
         x = image_to_bchw(crops, "crops")
         b, _, h, w = x.shape
         if b == 0 or is_placeholder(crops):  # no face upstream: pass it through, run nothing
@@ -82,11 +82,7 @@ class FaceMendCodebookRestore(NodeDef):
                 f"{cls.DISPLAY_NAME}: crops must be square face crops; got {w}x{h}. Use the crops from 'FaceMend Detect' "
                 "or crop the image to a square first."
             )
-        if per_face is not None and len(per_face) not in (1, b):
-            raise ValueError(
-                f"{cls.DISPLAY_NAME}: per_face_fidelity has {len(per_face)} values for {b} crops; give one value per crop "
-                "(in batch order) or a single value."
-            )
+        per_face = parse_fidelity_list(kwargs.get("per_face_fidelity"), count=b)
         plan = plan_controls(managed.model, {"fidelity": per_face if per_face is not None else fidelity}, b)
         progress = Progress(b, desc=cls.DISPLAY_NAME)
         try:
