@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
 log = logging.getLogger("facemend")
 
 
@@ -86,13 +85,14 @@ def restore_files(args: argparse.Namespace) -> int:
     """
     from .face.models import load_face_models
     from .face.restore import RestoreOptions, restore_faces
-    from .model_loaders import DownloadError, UnsupportedModelError, restore_faces_plan
+    from .model_loaders import DownloadError, UnsupportedModelError
+    from .model_loaders.controls import check_restore_faces_model
 
     try:
         ensure_restore_files(args.model, args.detector)  # every missing file is listed at once
         managed = load_restorer(args.model, args.precision)
         model = managed.model
-        restore_faces_plan(model, args.fidelity, args.strength, 0)  # a refusion model is refused with advice
+        check_restore_faces_model(model)  # a refusion model is refused with advice
         faces_models = load_face_models(args.detector)
     except (UnsupportedModelError, DownloadError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..archs.families import restore_faces_families
+from ..archs.families import Family, restore_faces_families
 
 log = logging.getLogger("facemend")
 
@@ -130,6 +130,23 @@ def plan_controls(model: Any, values: Mapping[str, Value | None], count: int) ->
     return ControlPlan(controls, per_item, applied, tuple(notes))
 
 
+def check_restore_faces_model(model: Any) -> Family:
+    """The family row of ``model`` when Restore Faces (and ``facemend restore``) runs that family.
+
+    Raises:
+        ValueError: a model of a family the one-node restore does not take (a diffusion refiner),
+            saying which node takes it instead.
+    """
+    row = model.family_row
+    if row.restore_faces_widget is None:
+        takes = ", ".join(f.label for f in restore_faces_families())
+        raise ValueError(
+            f"{model.spec.display_name} ({model.arch}) is a {row.label}, not a face restorer: use it with "
+            f"'{row.node_name}' in the modular chain, and give Restore Faces a {takes} model."
+        )
+    return row
+
+
 def restore_faces_plan(
     model: Any, fidelity: float, strength: float, count: int, scores: Sequence[float] | None = None
 ) -> ControlPlan:
@@ -147,14 +164,8 @@ def restore_faces_plan(
     Raises:
         ValueError: a model whose family Restore Faces does not run (e.g. a diffusion refiner).
     """
-    row = model.family_row
+    row = check_restore_faces_model(model)
     own = row.restore_faces_widget
-    if own is None:
-        takes = ", ".join(f.label for f in restore_faces_families())
-        raise ValueError(
-            f"{model.spec.display_name} ({model.arch}) is a {row.label}, not a face restorer: use it with "
-            f"'{row.node_name}' in the modular chain, and give Restore Faces a {takes} model."
-        )
     widgets = {"fidelity": fidelity, "strength": strength}
     values: dict[str, Value | None] = {w: getattr(RESTORE, w) for w in row.widgets if hasattr(RESTORE, w)}
     values[own] = widgets[own]

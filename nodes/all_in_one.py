@@ -21,7 +21,8 @@ from ..face.models import FaceModels
 from ..face.restore import RestoreOptions, restore_faces
 from ..face.selection import SELECTIONS
 from ..face.settings import DETECT, PASTE
-from ..model_loaders import RESTORE, restore_faces_plan
+from ..model_loaders import RESTORE
+from ..model_loaders.controls import check_restore_faces_model
 from ..runtime import Progress
 from .images import check_finite, rgb_view
 from .spec import In, NodeDef, NodeResult, Out
@@ -98,7 +99,7 @@ class FaceMendRestoreFaces(NodeDef):
         fidelity = float(kw.get("fidelity", RESTORE.fidelity))
         strength = float(kw.get("strength", RESTORE.strength))
         try:
-            restore_faces_plan(model, fidelity, strength, 0)  # refuses a family this node does not run
+            check_restore_faces_model(model)
         except ValueError as e:
             raise ValueError(f"{NODE_NAME}: {e}") from None
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 
-
 @dataclass(frozen=True)
 class In:
     """One node input.
