@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .face.models import DETECTORS
+from .face.restore import RESTORE_FACES
 from .face.settings import DETECT
 from .model_loaders.controls import RESTORE
 from .runtime.precision import PRECISIONS
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--auto-fidelity", action="store_true",
                    help="restore each face only as much as it needs: its fidelity (codebook) or strength (GFPGAN, "
                         "GPEN) follows its degradation score; --fidelity/--strength is what a ruined face gets")
-    s.add_argument("--skip-below", type=float, default=0.0, metavar="SCORE",
+    s.add_argument("--skip-below", type=float, default=RESTORE_FACES.leave_alone_below, metavar="SCORE",
                    help="leave faces whose degradation score (0 = clean, 1 = ruined) is below SCORE untouched")
     s.set_defaults(func=_cmd_restore)
     return p

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from ..model_loaders import UnsupportedModelError, read_checkpoint, unwrap_state_dict
-from ..model_loaders.errors import quote_library_text, strip_ansi
 from ..model_loaders.catalog import KnownModel, known_models
 from ..model_loaders.download import download_model
+from ..model_loaders.errors import quote_library_text, strip_ansi
 from ..runtime import ManagedModel, find_model, folder_paths_for
 
 log = logging.getLogger("facemend")

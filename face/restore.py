@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model_loaders import ControlPlan, restore_batch, restore_faces_plan
+from ..model_loaders import RESTORE, ControlPlan, restore_batch, restore_faces_plan
 from ..runtime import ManagedModel, Progress
 from .models import FaceModels
 from .pipeline import detect_and_align, paste_back
@@ -34,8 +34,8 @@ class RestoreOptions:
         leave_alone_below: faces whose degradation score is below this are not restored (0 = off).
     """
 
-    fidelity: float
-    strength: float
+    fidelity: float = RESTORE.fidelity
+    strength: float = RESTORE.strength
     threshold: float = DETECT.threshold
     select: str = DETECT.select
     indices: str = DETECT.indices
@@ -44,6 +44,10 @@ class RestoreOptions:
     opacity: float = PASTE.opacity
     auto: bool = False
     leave_alone_below: float = 0.0
+
+
+#: The one-node restore's defaults (Restore Faces' widgets and ``facemend restore``'s options).
+RESTORE_FACES = RestoreOptions()
 
 
 @dataclass(frozen=True)

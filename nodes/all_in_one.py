@@ -18,7 +18,7 @@ import torch
 from ..face.color import COLOR_MODES
 from ..face.masks import MASK_MODES
 from ..face.models import FaceModels
-from ..face.restore import RestoreOptions, restore_faces
+from ..face.restore import RESTORE_FACES, RestoreOptions, restore_faces
 from ..face.selection import SELECTIONS
 from ..face.settings import DETECT, PASTE
 from ..model_loaders import RESTORE
@@ -71,10 +71,10 @@ class FaceMendRestoreFaces(NodeDef):
         In("auto_per_face", "BOOLEAN", "Restore each face only as much as it needs: its fidelity (codebook models) or "
            "strength (GFPGAN, GPEN) follows its degradation score (see 'FaceMend Face Quality'). A ruined face gets "
            "the fidelity/strength above, a clean face keeps its identity (fidelity 1; GFPGAN strength 1.5; GPEN "
-           "strength 0), faces in between a mix.", default=False, optional=True),
+           "strength 0), faces in between a mix.", default=RESTORE_FACES.auto, optional=True),
         In("leave_alone_below", "FLOAT", "Faces whose degradation score is below this are not restored at all: the "
            "output there is the input, bit for bit (0 = restore every face; 0.15 leaves sharp, well-lit faces "
-           "alone).", default=0.0, min=0.0, max=1.0, step=0.01, optional=True),
+           "alone).", default=RESTORE_FACES.leave_alone_below, min=0.0, max=1.0, step=0.01, optional=True),
     )
     OUTPUTS = (
         Out("IMAGE", "image", "The image(s) with the chosen faces restored."),
@@ -109,8 +109,8 @@ class FaceMendRestoreFaces(NodeDef):
         options = RestoreOptions(
             fidelity=fidelity, strength=strength, select=kw.get("select", DETECT.select),
             indices=kw.get("indices", DETECT.indices), mask=mask_mode, color=kw.get("color_correction", PASTE.color),
-            opacity=float(kw.get("opacity", PASTE.opacity)), auto=bool(kw.get("auto_per_face", False)),
-            leave_alone_below=float(kw.get("leave_alone_below", 0.0)),
+            opacity=float(kw.get("opacity", PASTE.opacity)), auto=bool(kw.get("auto_per_face", RESTORE_FACES.auto)),
+            leave_alone_below=float(kw.get("leave_alone_below", RESTORE_FACES.leave_alone_below)),
         )
         # One bar for the whole node: a step per frame detected, then per face restored and pasted.
         progress = Progress(frames.shape[0], NODE_NAME)

@@ -49,6 +49,10 @@ def test_cli_and_nodes_use_the_same_defaults() -> None:
     assert cli["fidelity"] == restore_faces["fidelity"] == _defaults(FaceMendCodebookRestore)["fidelity"] == RESTORE.fidelity
     assert cli["strength"] == restore_faces["strength"] == _defaults(FaceMendCSSFTModulate)["strength"] == RESTORE.strength
     assert _defaults(FaceMendGPENRestore)["strength"] == RESTORE.strength
+    from facemend.face.restore import RESTORE_FACES
+
+    assert cli["auto_fidelity"] == restore_faces["auto_per_face"] == RESTORE_FACES.auto
+    assert cli["skip_below"] == restore_faces["leave_alone_below"] == RESTORE_FACES.leave_alone_below
 
 
 def test_detect_and_paste_widgets_default_to_the_settings() -> None:
